@@ -1,0 +1,33 @@
+# dasa: PGXS build plus the two project commands (demo, test).
+EXTENSION  = dasa
+MODULE_big = dasa
+OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c))
+DATA       = $(wildcard sql/dasa--*.sql)
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+# No JIT bitcode: it would need clang at build time and buys nothing here.
+override with_llvm = no
+
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+all:
+	@echo "pg_config not found: run 'make demo' or 'make test' (they install what is missing), or 'bash scripts/deps.sh'" >&2; exit 1
+endif
+
+.PHONY: demo test deps bench
+
+deps:
+	bash scripts/deps.sh
+
+demo:
+	bash scripts/demo.sh
+
+test:
+	bash test/run.sh
+
+bench:
+	bash bench/promises

@@ -1,0 +1,111 @@
+/*
+ * dasa.h: declarations shared by dasa's source files.
+ *
+ * Each file owns one responsibility; this header only exposes the small
+ * interfaces they use of each other. Nothing here is SQL-callable.
+ */
+#ifndef DASA_H
+#define DASA_H
+
+#include "postgres.h"
+
+#include "access/htup.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "fmgr.h"
+#include "utils/jsonb.h"
+
+/* SQLSTATEs of dasa's own outcomes (class DA); documented in README.md. */
+#define ERRCODE_DASA_PROMISE_REJECTED	MAKE_SQLSTATE('D','A','0','0','1')
+#define ERRCODE_DASA_PROMISE_CANCELED	MAKE_SQLSTATE('D','A','0','0','2')
+#define ERRCODE_DASA_PROMISE_TIMEDOUT	MAKE_SQLSTATE('D','A','0','0','3')
+#define ERRCODE_DASA_AWAIT_TIMEOUT		MAKE_SQLSTATE('D','A','0','0','4')
+
+#define DASA_MAX_ID_BYTES 1024
+#define DASA_MAX_TIMEOUT_YEARS 1000
+#define DASA_TIMER_TAG "resonate:timer"
+
+/* guc.c */
+extern int	dasa_launcher_naptime_ms;
+extern int	dasa_sweep_interval_ms;
+extern int	dasa_await_recheck_ms;
+extern int	dasa_max_payload_kb;
+extern int	dasa_max_databases;
+extern void dasa_define_gucs(void);
+
+/* shmem.c: databases the launcher manages, and sessions blocked in await */
+typedef struct DasaDatabase
+{
+	Oid			dboid;			/* InvalidOid: slot is free */
+	bool		probe_pending;	/* a worker should (re)check for the extension */
+	bool		installed;		/* its worker found the extension */
+	bool		stop_requested; /* launcher wants the worker gone */
+	int			paused_by;		/* pid running DDL that needs the database idle */
+	pid_t		worker_pid;		/* 0: no worker claims this database */
+	int			worker_procno;
+	TimestampTz last_exit;
+	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
+} DasaDatabase;
+
+extern void dasa_shmem_install_hooks(void);
+extern LWLock *dasa_databases_lock(void);
+extern DasaDatabase *dasa_database_slots(void);
+extern DasaDatabase *dasa_database_find(Oid dboid);
+extern DasaDatabase *dasa_database_find_or_add(Oid dboid);
+extern DasaDatabase *dasa_my_database(void);
+extern void dasa_set_launcher_procno(int procno);
+extern void dasa_wake_launcher(void);
+extern void dasa_wake_procno(int procno);
+extern void dasa_awaiter_register(uint32 id_hash);
+extern void dasa_awaiter_unregister(void);
+extern void dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all);
+
+/* wakeup.c: wake-ups that must happen at commit, never before */
+extern void dasa_wake_at_commit_settled(const char *id);
+extern void dasa_wake_at_commit_deadline(TimestampTz timeout_at);
+extern void dasa_wake_at_commit_installed(void);
+extern uint32 dasa_hash_id(const char *id, int len);
+
+/* validate.c: checks on user input that raise clear errors */
+extern char *dasa_check_id(FunctionCallInfo fcinfo, int argno);
+extern TimestampTz dasa_check_timeout(FunctionCallInfo fcinfo, int argno,
+									  const char *what, TimestampTz now);
+extern Jsonb *dasa_check_tags(FunctionCallInfo fcinfo, int argno);
+extern void dasa_check_payload(Jsonb *value, const char *what);
+
+/* project.c: the timeout rule as readers see it */
+typedef struct DasaOutcome
+{
+	char	   *state;			/* state label after the timeout rule */
+	Jsonb	   *value;			/* NULL when SQL NULL */
+	TimestampTz timeout_at;
+} DasaOutcome;
+
+extern bool dasa_tags_mark_timer(Jsonb *tags);
+extern void dasa_project_row(TupleDesc desc, Datum *values, bool *nulls,
+							 TimestampTz now);
+extern Datum dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row,
+									 MemoryContext result_cxt);
+extern void dasa_spi_row_outcome(int row, DasaOutcome *out);
+extern const char *dasa_timeout_state_sql;
+
+/* spi_plan.c: saved SPI plans */
+extern SPIPlanPtr dasa_prepare_saved(const char *sql, int nargs, Oid *argtypes);
+extern void dasa_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
+						 int expected, long limit);
+
+/* launcher.c, worker.c */
+extern void dasa_register_launcher(void);
+PGDLLEXPORT void dasa_launcher_main(Datum main_arg);
+PGDLLEXPORT void dasa_worker_main(Datum main_arg);
+
+/* timeouts.c: the background side of promise timeouts */
+extern int	dasa_sweep_expired(TimestampTz now, int batch);
+extern TimestampTz dasa_next_deadline(TimestampTz now);
+
+/* utility.c: keep workers out of the way of database-level DDL */
+extern void dasa_install_utility_hook(void);
+
+#endif							/* DASA_H */

@@ -1,0 +1,277 @@
+/*
+ * launcher.c: the dasa launcher, one per cluster.
+ *
+ * Keeps one dasa worker running in every database that has the extension,
+ * with no configuration: it lists the databases (a shared catalog), probes
+ * each new one by starting a worker there (the worker checks for the
+ * extension itself and leaves if it is absent), is told at commit of CREATE
+ * EXTENSION, restarts workers that die, and stops those whose database goes
+ * away or becomes a template. It never connects to a database itself.
+ */
+#include "dasa.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(dasa_notify_launcher);
+
+/* Pause before starting a worker again in a database whose worker just exited. */
+#define RESTART_DELAY_MS 1000
+
+/* Handles of the workers this launcher started, parallel to the shared slots. */
+static BackgroundWorkerHandle **handles = NULL;
+
+/* Register the launcher; called from _PG_init. */
+void
+dasa_register_launcher(void)
+{
+	BackgroundWorker bgw = {0};
+
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Can a worker live in this database? Templates must stay free of sessions. */
+static bool
+database_is_eligible(Form_pg_database db)
+{
+	return db->datallowconn && !db->datistemplate && db->datconnlimit != -2;
+}
+
+/* Oids of the databases that may have a worker (read from pg_database). */
+static List *
+eligible_databases(void)
+{
+	List	   *oids = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (database_is_eligible(db))
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			oids = lappend_oid(oids, db->oid);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return oids;
+}
+
+/* Is the worker of slot i alive (started by us, or by a launcher before us)? */
+static bool
+worker_running(int i)
+{
+	DasaDatabase *db = &dasa_database_slots()[i];
+	pid_t		pid;
+
+	if (handles[i] != NULL &&
+		GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
+	{
+		pfree(handles[i]);
+		handles[i] = NULL;
+		if (db->worker_pid == 0 && db->probe_pending)
+			db->last_exit = GetCurrentTimestamp();	/* died before reporting */
+	}
+	return handles[i] != NULL || db->worker_pid != 0;
+}
+
+/* Match the slots to the current list of databases. Caller holds the lock. */
+static void
+sync_slots(List *oids)
+{
+	ListCell   *lc;
+
+	foreach(lc, oids)
+	{
+		DasaDatabase *db = dasa_database_find_or_add(lfirst_oid(lc));
+
+		if (db != NULL)
+			db->stop_requested = false;
+		else
+			ereport(WARNING,
+					(errmsg("dasa cannot watch database %u: all %d slots are in use",
+							lfirst_oid(lc), dasa_max_databases),
+					 errhint("Raise dasa.max_databases and restart the server.")));
+	}
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_database_slots()[i];
+
+		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid))
+			continue;
+		if (worker_running(i))
+		{
+			db->stop_requested = true;
+			dasa_wake_procno(db->worker_procno);
+		}
+		else
+			db->dboid = InvalidOid;
+	}
+}
+
+static void
+start_worker(int i, Oid dboid)
+{
+	BackgroundWorker bgw = {0};
+
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa worker for database %u", dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa worker");
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handles[i]))
+	{
+		handles[i] = NULL;
+		ereport(WARNING,
+				(errmsg("dasa could not start a worker for database %u", dboid),
+				 errhint("Raise max_worker_processes; dasa needs one worker per database that has it, plus the launcher.")));
+	}
+}
+
+/*
+ * Start the workers that should run and do not; returns the milliseconds
+ * until a delayed restart is due (or -1 if none is). Caller holds the lock.
+ */
+static long
+start_missing_workers(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait_ms = -1;
+
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_database_slots()[i];
+		TimestampTz due;
+
+		if (db->dboid == InvalidOid || worker_running(i) ||
+			!(db->installed || db->probe_pending) ||
+			db->stop_requested || db->paused_by != 0)
+			continue;
+		due = TimestampTzPlusMilliseconds(db->last_exit, RESTART_DELAY_MS);
+		if (db->last_exit != 0 && due > now)
+		{
+			long		ms = (long) ((due - now + 999) / 1000);
+
+			wait_ms = (wait_ms < 0) ? ms : Min(wait_ms, ms);
+			continue;
+		}
+		db->last_exit = 0;
+		start_worker(i, db->dboid);
+		if (handles[i] == NULL)
+			wait_ms = RESTART_DELAY_MS;
+	}
+	return wait_ms;
+}
+
+static long
+launcher_cycle(void)
+{
+	List	   *oids = eligible_databases();
+	long		wait_ms;
+
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	sync_slots(oids);
+	wait_ms = start_missing_workers();
+	LWLockRelease(dasa_databases_lock());
+	list_free(oids);
+	return wait_ms;
+}
+
+/* Entry point of the launcher. */
+void
+dasa_launcher_main(Datum main_arg)
+{
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+	pgstat_report_appname("dasa launcher");
+
+	handles = MemoryContextAllocZero(TopMemoryContext,
+									 sizeof(BackgroundWorkerHandle *) * dasa_max_databases);
+	dasa_set_launcher_procno(MyProc->pgprocno);
+	ereport(LOG, (errmsg("dasa launcher started")));
+
+	for (;;)
+	{
+		long		wait_ms;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		wait_ms = launcher_cycle();
+		if (wait_ms < 0 || wait_ms > dasa_launcher_naptime_ms)
+			wait_ms = dasa_launcher_naptime_ms;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+	}
+}
+
+/*
+ * dasa._notify_launcher(): run by the install script. Fails now if the
+ * launcher has no room for this database; otherwise the launcher hears of
+ * it when the transaction commits.
+ */
+Datum
+dasa_notify_launcher(PG_FUNCTION_ARGS)
+{
+	bool		room;
+
+	LWLockAcquire(dasa_databases_lock(), LW_SHARED);
+	room = dasa_database_find(MyDatabaseId) != NULL ||
+		dasa_database_find(InvalidOid) != NULL;
+	LWLockRelease(dasa_databases_lock());
+	if (!room)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("dasa is installed in as many databases as it can manage"),
+				 errdetail("dasa.max_databases is %d.", dasa_max_databases),
+				 errhint("Raise dasa.max_databases and restart the server.")));
+	dasa_wake_at_commit_installed();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,174 @@
+/*
+ * project.c: the timeout rule as every reader sees it.
+ *
+ * A pending promise whose deadline has passed is never shown as pending: it
+ * reads as rejected_timedout (or resolved, for a timer) settled at its
+ * deadline, whether or not the worker has written that yet. This file turns
+ * raw rows into what readers see; it writes nothing.
+ */
+#include "dasa.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_enum.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+
+PG_FUNCTION_INFO_V1(dasa_project);
+
+/* SQL for the state an expired pending row settles to (row's tags in scope). */
+const char *dasa_timeout_state_sql =
+"CASE WHEN tags @> '{\"" DASA_TIMER_TAG "\": \"true\"}' "
+"THEN 'resolved'::dasa.promise_state ELSE 'rejected_timedout'::dasa.promise_state END";
+
+/* The enum values the rule needs, looked up once per enum type. */
+static Oid	labels_typid = InvalidOid;
+static Oid	pending_oid;
+static Oid	resolved_oid;
+static Oid	timedout_oid;
+
+static Oid
+enum_label_oid(Oid typid, const char *label)
+{
+	HeapTuple	tup = SearchSysCache2(ENUMTYPOIDNAME, ObjectIdGetDatum(typid),
+									  CStringGetDatum(label));
+	Oid			result;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "dasa.promise_state has no label \"%s\"", label);
+	result = ((Form_pg_enum) GETSTRUCT(tup))->oid;
+	ReleaseSysCache(tup);
+	return result;
+}
+
+static void
+load_labels(Oid typid)
+{
+	if (typid == labels_typid)
+		return;
+	pending_oid = enum_label_oid(typid, "pending");
+	resolved_oid = enum_label_oid(typid, "resolved");
+	timedout_oid = enum_label_oid(typid, "rejected_timedout");
+	labels_typid = typid;
+}
+
+/* Is this tag set a timer's ({"resonate:timer": "true"})? */
+bool
+dasa_tags_mark_timer(Jsonb *tags)
+{
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(tags))
+		return false;
+	v = getKeyJsonValueFromContainer(&tags->root, DASA_TIMER_TAG,
+									 strlen(DASA_TIMER_TAG), NULL);
+	return v != NULL && v->type == jbvString && v->val.string.len == 4 &&
+		memcmp(v->val.string.val, "true", 4) == 0;
+}
+
+static int
+attnum_of(TupleDesc desc, const char *name)
+{
+	int			attnum = SPI_fnumber(desc, name);
+
+	if (attnum <= 0)
+		elog(ERROR, "promise row has no column \"%s\"", name);
+	return attnum - 1;
+}
+
+/* Apply the timeout rule to one deformed promise row, in place. */
+void
+dasa_project_row(TupleDesc desc, Datum *values, bool *nulls, TimestampTz now)
+{
+	int			state = attnum_of(desc, "state");
+	int			timeout_at = attnum_of(desc, "timeout_at");
+	int			settled_at = attnum_of(desc, "settled_at");
+	int			tags = attnum_of(desc, "tags");
+
+	load_labels(TupleDescAttr(desc, state)->atttypid);
+	if (DatumGetObjectId(values[state]) != pending_oid ||
+		DatumGetTimestampTz(values[timeout_at]) > now)
+		return;
+
+	values[state] = ObjectIdGetDatum(dasa_tags_mark_timer(DatumGetJsonbP(values[tags]))
+									 ? resolved_oid : timedout_oid);
+	values[settled_at] = values[timeout_at];
+	nulls[settled_at] = false;
+}
+
+/* Form a composite datum of the function's result type from projected values. */
+static Datum
+promise_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
+{
+	TupleDesc	result_desc;
+	HeapTuple	tuple;
+
+	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function returning dasa.promises called in wrong context");
+	result_desc = BlessTupleDesc(result_desc);
+	tuple = heap_form_tuple(result_desc, values, nulls);
+	return heap_copy_tuple_as_datum(tuple, result_desc);
+}
+
+/*
+ * Row "row" of the last SPI result, projected, as a dasa.promises datum
+ * allocated in result_cxt (so it survives SPI_finish).
+ */
+Datum
+dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+	MemoryContext old;
+	Datum		result;
+
+	heap_deform_tuple(SPI_tuptable->vals[row], desc, values, nulls);
+	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
+	old = MemoryContextSwitchTo(result_cxt);
+	result = promise_datum(fcinfo, values, nulls);
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
+/* dasa._project(p): a raw row as readers see it (used by search_promises). */
+Datum
+dasa_project(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader row = PG_GETARG_HEAPTUPLEHEADER(0);
+	TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(row),
+											  HeapTupleHeaderGetTypMod(row));
+	HeapTupleData tuple;
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+	Datum		result;
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = row;
+	heap_deform_tuple(&tuple, desc, values, nulls);
+	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
+	result = promise_datum(fcinfo, values, nulls);
+	ReleaseTupleDesc(desc);
+	PG_RETURN_DATUM(result);
+}
+
+/* Row "row" of the last SPI result as readers see it: state label, value, deadline. */
+void
+dasa_spi_row_outcome(int row, DasaOutcome *out)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+	int			state = attnum_of(desc, "state");
+	int			value = attnum_of(desc, "value");
+
+	heap_deform_tuple(SPI_tuptable->vals[row], desc, values, nulls);
+	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
+	out->state = DatumGetCString(DirectFunctionCall1(enum_out, values[state]));
+	out->value = nulls[value] ? NULL : DatumGetJsonbP(values[value]);
+	out->timeout_at = DatumGetTimestampTz(values[attnum_of(desc, "timeout_at")]);
+}

@@ -1,0 +1,229 @@
+/*
+ * promise.c: create, read and settle durable promises (SQL-callable).
+ *
+ * Owns the write path of dasa.promises for users: creation is idempotent on
+ * id, settling a settled promise changes nothing, and the timeout rule holds
+ * in every path. Racing settlements rely on the row lock: the first UPDATE
+ * wins, the others re-check the row after it commits and return the winner.
+ * It never blocks waiting for a promise (that is await.c).
+ */
+#include "dasa.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(dasa_create_promise);
+PG_FUNCTION_INFO_V1(dasa_get_promise);
+PG_FUNCTION_INFO_V1(dasa_resolve);
+PG_FUNCTION_INFO_V1(dasa_reject);
+PG_FUNCTION_INFO_V1(dasa_cancel);
+
+static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr select_plan = NULL;
+static SPIPlanPtr settle_plan = NULL;
+static SPIPlanPtr expire_plan = NULL;
+
+static void
+prepare_plans(void)
+{
+	Oid			insert_types[5] = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			select_types[1] = {TEXTOID};
+	Oid			settle_types[4] = {TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
+	Oid			expire_types[2] = {TEXTOID, TIMESTAMPTZOID};
+
+	if (expire_plan != NULL)
+		return;
+	insert_plan = dasa_prepare_saved(
+		"INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at) "
+		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING *",
+		5, insert_types);
+	select_plan = dasa_prepare_saved(
+		"SELECT * FROM dasa.promises WHERE id = $1", 1, select_types);
+	settle_plan = dasa_prepare_saved(
+		"UPDATE dasa.promises SET state = $2::dasa.promise_state, value = $3, settled_at = $4 "
+		"WHERE id = $1 AND state = 'pending' AND timeout_at > $4 RETURNING *",
+		4, settle_types);
+	expire_plan = dasa_prepare_saved(
+		psprintf("UPDATE dasa.promises SET state = %s, settled_at = timeout_at "
+				 "WHERE id = $1 AND state = 'pending' AND timeout_at <= $2 RETURNING *",
+				 dasa_timeout_state_sql),
+		2, expire_types);
+}
+
+static void
+raise_not_found(const char *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("promise \"%s\" does not exist", id),
+			 errhint("Create it with dasa.create_promise first.")));
+}
+
+/* Read the stored row into SPI_tuptable; false if there is none. */
+static bool
+select_promise(const char *id)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+
+	dasa_execute(select_plan, args, NULL, SPI_OK_SELECT, 1);
+	return SPI_processed == 1;
+}
+
+static Jsonb *
+optional_payload(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	Jsonb	   *value;
+
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	value = PG_GETARG_JSONB_P(argno);
+	dasa_check_payload(value, what);
+	return value;
+}
+
+/* Insert a pending promise, or find the one that has the id; leaves it in SPI_tuptable. */
+static void
+insert_or_find(const char *id, Jsonb *param, Jsonb *tags,
+			   TimestampTz timeout_at, TimestampTz now)
+{
+	Datum		args[5] = {CStringGetTextDatum(id), PointerGetDatum(param),
+	PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now)};
+	char		nulls[5] = {' ', param ? ' ' : 'n', ' ', ' ', ' '};
+
+	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT_RETURNING, 1);
+		if (SPI_processed == 1)
+		{
+			dasa_wake_at_commit_deadline(timeout_at);
+			return;
+		}
+		if (select_promise(id))
+			return;
+	}
+	elog(ERROR, "promise \"%s\" neither inserted nor found", id);
+}
+
+/* dasa.create_promise(id, timeout, param, tags): idempotent on id. */
+Datum
+dasa_create_promise(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *id = dasa_check_id(fcinfo, 0);
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz timeout_at = dasa_check_timeout(fcinfo, 1, "timeout", now);
+	Jsonb	   *param = optional_payload(fcinfo, 2, "param");
+	Jsonb	   *tags = dasa_check_tags(fcinfo, 3);
+	Datum		result;
+
+	SPI_connect();
+	prepare_plans();
+	insert_or_find(id, param, tags, timeout_at, now);
+	result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* dasa.get_promise(id): the promise as it reads now; error if unknown. */
+Datum
+dasa_get_promise(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *id = dasa_check_id(fcinfo, 0);
+	Datum		result;
+
+	SPI_connect();
+	prepare_plans();
+	if (!select_promise(id))
+		raise_not_found(id);
+	result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+/* Try to settle a pending, unexpired promise; true if this call did. */
+static bool
+try_settle(const char *id, const char *target_state, Jsonb *value, TimestampTz now)
+{
+	Datum		args[4] = {CStringGetTextDatum(id), CStringGetTextDatum(target_state),
+	PointerGetDatum(value), TimestampTzGetDatum(now)};
+	char		nulls[4] = {' ', ' ', value ? ' ' : 'n', ' '};
+
+	dasa_execute(settle_plan, args, nulls, SPI_OK_UPDATE_RETURNING, 1);
+	return SPI_processed == 1;
+}
+
+/* Write the timeout of a pending, expired promise; true if this call did. */
+static bool
+try_expire(const char *id, TimestampTz now)
+{
+	Datum		args[2] = {CStringGetTextDatum(id), TimestampTzGetDatum(now)};
+
+	dasa_execute(expire_plan, args, NULL, SPI_OK_UPDATE_RETURNING, 1);
+	return SPI_processed == 1;
+}
+
+/*
+ * Settle the promise to target_state unless it already is settled (or
+ * expired, which settles it by timeout). Leaves the stored row in
+ * SPI_tuptable.
+ */
+static void
+settle_or_find(const char *id, const char *target_state, Jsonb *value)
+{
+	for (;;)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+		DasaOutcome outcome;
+
+		if (try_settle(id, target_state, value, now) || try_expire(id, now))
+		{
+			dasa_wake_at_commit_settled(id);
+			return;
+		}
+		if (!select_promise(id))
+			raise_not_found(id);
+		dasa_spi_row_outcome(0, &outcome);
+		if (strcmp(outcome.state, "pending") != 0)
+			return;
+		/* Created and committed by someone else between our statements: try again. */
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+static Datum
+settle(FunctionCallInfo fcinfo, const char *target_state)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *id = dasa_check_id(fcinfo, 0);
+	Jsonb	   *value = optional_payload(fcinfo, 1, "value");
+	Datum		result;
+
+	SPI_connect();
+	prepare_plans();
+	settle_or_find(id, target_state, value);
+	result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
+}
+
+Datum
+dasa_resolve(PG_FUNCTION_ARGS)
+{
+	return settle(fcinfo, "resolved");
+}
+
+Datum
+dasa_reject(PG_FUNCTION_ARGS)
+{
+	return settle(fcinfo, "rejected");
+}
+
+Datum
+dasa_cancel(PG_FUNCTION_ARGS)
+{
+	return settle(fcinfo, "rejected_canceled");
+}

@@ -1,0 +1,69 @@
+/*
+ * timeouts.c: the background half of promise timeouts.
+ *
+ * Settles pending promises whose deadline has passed (timers resolve, the
+ * rest time out) and finds the next deadline to sleep until. Both read only
+ * the partial index of pending deadlines, so their cost follows what is due,
+ * not the size of the table. Runs inside the caller's transaction and SPI
+ * connection; never commits.
+ */
+#include "dasa.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+static SPIPlanPtr sweep_plan = NULL;
+static SPIPlanPtr next_plan = NULL;
+
+static void
+prepare_plans(void)
+{
+	Oid			sweep_types[2] = {TIMESTAMPTZOID, INT4OID};
+	Oid			next_types[1] = {TIMESTAMPTZOID};
+
+	if (next_plan != NULL)
+		return;
+	sweep_plan = dasa_prepare_saved(psprintf(
+		"WITH due AS ("
+		"  SELECT id FROM dasa.promises"
+		"  WHERE settled_at IS NULL AND timeout_at <= $1"
+		"  ORDER BY timeout_at LIMIT $2"
+		"  FOR UPDATE SKIP LOCKED) "
+		"UPDATE dasa.promises p SET state = %s, settled_at = p.timeout_at "
+		"FROM due WHERE p.id = due.id AND p.state = 'pending' "
+		"RETURNING p.id", dasa_timeout_state_sql),
+		2, sweep_types);
+	next_plan = dasa_prepare_saved(
+		"SELECT min(timeout_at) FROM dasa.promises "
+		"WHERE settled_at IS NULL AND timeout_at > $1",
+		1, next_types);
+}
+
+/* Settle up to batch expired promises; returns how many. Awaiters wake at commit. */
+int
+dasa_sweep_expired(TimestampTz now, int batch)
+{
+	Datum		args[2] = {TimestampTzGetDatum(now), Int32GetDatum(batch)};
+
+	prepare_plans();
+	dasa_execute(sweep_plan, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		dasa_wake_at_commit_settled(SPI_getvalue(SPI_tuptable->vals[i],
+												 SPI_tuptable->tupdesc, 1));
+	return (int) SPI_processed;
+}
+
+/* The earliest deadline of a pending promise after now; 0 if there is none. */
+TimestampTz
+dasa_next_deadline(TimestampTz now)
+{
+	Datum		args[1] = {TimestampTzGetDatum(now)};
+	bool		isnull;
+	Datum		next;
+
+	prepare_plans();
+	dasa_execute(next_plan, args, NULL, SPI_OK_SELECT, 1);
+	next = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(next);
+}

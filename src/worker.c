@@ -1,0 +1,230 @@
+/*
+ * worker.c: the per-database dasa worker.
+ *
+ * Started by the launcher for one database. It first checks that the
+ * extension is installed there (if not, it reports so and exits), then
+ * settles expired promises, sleeping until the next deadline, the sweep
+ * interval, or a wake-up from a committing transaction. It exits when the
+ * extension is dropped or the launcher asks it to. One transaction per
+ * cycle; it never runs user code.
+ */
+#include "dasa.h"
+
+#include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#define SWEEP_BATCH 1000
+
+static DasaDatabase *my_db = NULL;
+
+/* Take the database's slot; false if it is gone or another worker has it. */
+static bool
+claim_database(Oid dboid)
+{
+	bool		claimed = false;
+
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	my_db = dasa_database_find(dboid);
+	if (my_db != NULL &&
+		(my_db->worker_pid == 0 || kill(my_db->worker_pid, 0) != 0))
+	{
+		my_db->worker_pid = MyProcPid;
+		my_db->worker_procno = MyProc->pgprocno;
+		claimed = true;
+	}
+	LWLockRelease(dasa_databases_lock());
+	return claimed;
+}
+
+/*
+ * On exit, give the slot back and let the launcher decide what comes next.
+ * Only a failed exit delays the next start.
+ */
+static void
+release_database(int code, Datum arg)
+{
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	if (my_db->worker_pid == MyProcPid)
+	{
+		my_db->worker_pid = 0;
+		my_db->worker_procno = -1;
+		my_db->last_exit = (code == 0) ? 0 : GetCurrentTimestamp();
+	}
+	LWLockRelease(dasa_databases_lock());
+	dasa_wake_launcher();
+}
+
+static void
+report_installed(bool installed)
+{
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	my_db->installed = installed;
+	my_db->probe_pending = false;
+	LWLockRelease(dasa_databases_lock());
+}
+
+static bool
+asked_to_stop(void)
+{
+	return my_db->stop_requested || my_db->paused_by != 0;
+}
+
+static void
+begin_cycle(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "settling expired promises");
+}
+
+static void
+end_cycle(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * One cycle: settle what has expired, then return the next deadline (0: none,
+ * now: more is due at once). Returns -1 when the extension is gone.
+ */
+static TimestampTz
+run_cycle(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next;
+
+	begin_cycle();
+	if (!OidIsValid(get_extension_oid("dasa", true)))
+	{
+		end_cycle();
+		return -1;
+	}
+	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
+		next = now;
+	else
+		next = dasa_next_deadline(now);
+	end_cycle();
+	return next;
+}
+
+/* Merge the cycle's next deadline into the shared hint, which committers may lower. */
+static TimestampTz
+publish_deadline(TimestampTz next)
+{
+	uint64		current = pg_atomic_read_u64(&my_db->next_deadline);
+
+	while (next != 0 && (int64) next < (int64) current)
+	{
+		if (pg_atomic_compare_exchange_u64(&my_db->next_deadline, &current, (uint64) next))
+			return next;
+	}
+	return (TimestampTz) current;
+}
+
+static long
+ms_until(TimestampTz deadline)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		ms;
+
+	if (deadline <= now)
+		return 0;
+	ms = (long) ((deadline - now + 999) / 1000);
+	return Min(ms, (long) dasa_sweep_interval_ms);
+}
+
+static void
+worker_loop(void)
+{
+	for (;;)
+	{
+		TimestampTz next;
+		long		timeout;
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (asked_to_stop())
+			return;
+
+		/* From here on any committing earlier deadline must wake us. */
+		pg_atomic_write_u64(&my_db->next_deadline, PG_INT64_MAX);
+		pg_memory_barrier();
+		next = run_cycle();
+		if (next < 0)
+		{
+			report_installed(false);
+			return;
+		}
+		timeout = ms_until(publish_deadline(next));
+		if (timeout > 0)
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 timeout, PG_WAIT_EXTENSION);
+	}
+}
+
+static bool
+extension_installed(void)
+{
+	bool		installed;
+
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("dasa", true));
+	if (installed)
+		ereport(LOG, (errmsg("dasa worker started for database \"%s\"",
+							 get_database_name(MyDatabaseId))));
+	CommitTransactionCommand();
+	return installed;
+}
+
+/* Entry point of a database worker; main_arg is the database oid. */
+void
+dasa_worker_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("dasa worker");
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	/* Plans live as long as the worker; see the install script on why. */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	if (!claim_database(dboid))
+		proc_exit(0);
+	before_shmem_exit(release_database, (Datum) 0);
+
+	if (!extension_installed())
+	{
+		report_installed(false);
+		proc_exit(0);
+	}
+	report_installed(true);
+	worker_loop();
+	proc_exit(0);
+}

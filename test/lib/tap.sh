@@ -1,0 +1,65 @@
+# Minimal TAP for the suite's shell scripts, plus psql helpers.
+# Source it; call done_testing at the end (the plan goes last, as TAP allows).
+
+. "$DASA_SUITE/../scripts/lib.sh"
+
+tap_count=0
+tap_failed=0
+
+_tap_result() {
+  tap_count=$((tap_count + 1))
+  if [ "$1" = 0 ]; then
+    echo "ok $tap_count - $2"
+  else
+    echo "not ok $tap_count - $2"
+    tap_failed=$((tap_failed + 1))
+  fi
+}
+
+# ok DESCRIPTION COMMAND...: passes when the command succeeds.
+ok() {
+  local desc=$1; shift
+  if "$@" >/dev/null 2>&1; then _tap_result 0 "$desc"; else _tap_result 1 "$desc"; fi
+}
+
+# is GOT EXPECTED DESCRIPTION
+is() {
+  if [ "$1" = "$2" ]; then
+    _tap_result 0 "$3"
+  else
+    _tap_result 1 "$3"
+    printf '#   got:      %s\n#   expected: %s\n' "$1" "$2" >&2
+  fi
+}
+
+diag() { echo "# $*" >&2; }
+
+done_testing() {
+  echo "1..$tap_count"
+  [ "$tap_failed" = 0 ]
+}
+
+# q DB SQL: run SQL, print unaligned tuples only; fails on error.
+q() {
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+# wait_for SECONDS DB SQL: poll every 50 ms until SQL returns 't'; bounded.
+wait_for() {
+  local deadline=$((SECONDS + $1)) db=$2 sql=$3
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(psql -XAtq -d "$db" -c "$sql" 2>/dev/null)" = t ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# wait_ready SECONDS: until the server accepts connections again (after a crash).
+wait_ready() {
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    psql -XAtq -d postgres -c 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
