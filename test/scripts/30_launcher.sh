@@ -25,8 +25,8 @@ ok "the suite's database has its worker" wait_for 10 postgres \
    "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'dasa worker' AND datname = 'dasa_tap'"
 is "$(workers_in postgres)" 0 "a database without the extension has no worker"
 
-q postgres "SET client_min_messages = warning; DROP DATABASE IF EXISTS dasa_l2" >/dev/null
-q postgres "SET client_min_messages = warning; DROP DATABASE IF EXISTS dasa_l3" >/dev/null
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS dasa_l2"
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS dasa_l3"
 q postgres "CREATE DATABASE dasa_l2" >/dev/null
 q dasa_l2 "CREATE EXTENSION dasa" >/dev/null
 ok "CREATE EXTENSION in a second database starts its own worker" wait_for 10 postgres \
