@@ -89,6 +89,9 @@ extern void dasa_project_row(TupleDesc desc, Datum *values, bool *nulls,
 extern Datum dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row,
 									 MemoryContext result_cxt);
 extern void dasa_spi_row_outcome(int row, DasaOutcome *out);
+extern Datum dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param,
+									Jsonb *tags, TimestampTz timeout_at,
+									TimestampTz created_at);
 extern const char *dasa_timeout_state_sql;
 
 /* spi_plan.c: saved SPI plans */

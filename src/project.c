@@ -98,18 +98,62 @@ dasa_project_row(TupleDesc desc, Datum *values, bool *nulls, TimestampTz now)
 	nulls[settled_at] = false;
 }
 
+/* The function's result row type, looked up once per call site. */
+static TupleDesc
+result_desc(FunctionCallInfo fcinfo)
+{
+	TupleDesc	desc;
+	MemoryContext old;
+
+	if (fcinfo->flinfo->fn_extra != NULL)
+		return (TupleDesc) fcinfo->flinfo->fn_extra;
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "function returning dasa.promises called in wrong context");
+	desc = BlessTupleDesc(CreateTupleDescCopy(desc));
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = desc;
+	return desc;
+}
+
 /* Form a composite datum of the function's result type from projected values. */
 static Datum
 promise_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
-	TupleDesc	result_desc;
-	HeapTuple	tuple;
+	TupleDesc	desc = result_desc(fcinfo);
 
-	if (get_call_result_type(fcinfo, NULL, &result_desc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "function returning dasa.promises called in wrong context");
-	result_desc = BlessTupleDesc(result_desc);
-	tuple = heap_form_tuple(result_desc, values, nulls);
-	return heap_copy_tuple_as_datum(tuple, result_desc);
+	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
+}
+
+static void
+set_column(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum value)
+{
+	int			i = attnum_of(desc, name);
+
+	values[i] = value;
+	nulls[i] = false;
+}
+
+/* The row a fresh create_promise just inserted, without reading it back. */
+Datum
+dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param, Jsonb *tags,
+					   TimestampTz timeout_at, TimestampTz created_at)
+{
+	TupleDesc	desc = result_desc(fcinfo);
+	Datum	   *values = palloc0(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+
+	memset(nulls, true, desc->natts * sizeof(bool));
+	load_labels(TupleDescAttr(desc, attnum_of(desc, "state"))->atttypid);
+	set_column(desc, values, nulls, "id", CStringGetTextDatum(id));
+	set_column(desc, values, nulls, "state", ObjectIdGetDatum(pending_oid));
+	if (param != NULL)
+		set_column(desc, values, nulls, "param", PointerGetDatum(param));
+	set_column(desc, values, nulls, "tags", PointerGetDatum(tags));
+	set_column(desc, values, nulls, "timeout_at", TimestampTzGetDatum(timeout_at));
+	set_column(desc, values, nulls, "created_at", TimestampTzGetDatum(created_at));
+	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
+	return promise_datum(fcinfo, values, nulls);
 }
 
 /*

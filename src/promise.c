@@ -37,7 +37,7 @@ prepare_plans(void)
 		return;
 	insert_plan = dasa_prepare_saved(
 		"INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at) "
-		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING *",
+		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
 		5, insert_types);
 	select_plan = dasa_prepare_saved(
 		"SELECT * FROM dasa.promises WHERE id = $1", 1, select_types);
@@ -83,8 +83,11 @@ optional_payload(FunctionCallInfo fcinfo, int argno, const char *what)
 	return value;
 }
 
-/* Insert a pending promise, or find the one that has the id; leaves it in SPI_tuptable. */
-static void
+/*
+ * Insert a pending promise (true), or find the one that has the id (false,
+ * and it is in SPI_tuptable).
+ */
+static bool
 insert_or_find(const char *id, Jsonb *param, Jsonb *tags,
 			   TimestampTz timeout_at, TimestampTz now)
 {
@@ -95,14 +98,14 @@ insert_or_find(const char *id, Jsonb *param, Jsonb *tags,
 	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT_RETURNING, 1);
+		dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT, 1);
 		if (SPI_processed == 1)
 		{
 			dasa_wake_at_commit_deadline(timeout_at);
-			return;
+			return true;
 		}
 		if (select_promise(id))
-			return;
+			return false;
 	}
 	elog(ERROR, "promise \"%s\" neither inserted nor found", id);
 }
@@ -117,13 +120,17 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	TimestampTz timeout_at = dasa_check_timeout(fcinfo, 1, "timeout", now);
 	Jsonb	   *param = optional_payload(fcinfo, 2, "param");
 	Jsonb	   *tags = dasa_check_tags(fcinfo, 3);
-	Datum		result;
+	Datum		result = (Datum) 0;
+	bool		inserted;
 
 	SPI_connect();
 	prepare_plans();
-	insert_or_find(id, param, tags, timeout_at, now);
-	result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
+	inserted = insert_or_find(id, param, tags, timeout_at, now);
+	if (!inserted)
+		result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
 	SPI_finish();
+	if (inserted)
+		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now);
 	PG_RETURN_DATUM(result);
 }
 

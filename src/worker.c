@@ -140,18 +140,28 @@ publish_deadline(TimestampTz next)
 	return (TimestampTz) current;
 }
 
+/* Milliseconds to sleep toward deadline (rounded up), at most the sweep interval. */
 static long
 ms_until(TimestampTz deadline)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	long		ms;
 
 	if (deadline <= now)
 		return 0;
-	ms = (long) ((deadline - now + 999) / 1000);
-	return Min(ms, (long) dasa_sweep_interval_ms);
+	if (deadline - now >= (TimestampTz) dasa_sweep_interval_ms * 1000)
+		return dasa_sweep_interval_ms;
+	return (long) ((deadline - now + 999) / 1000);
 }
 
+/*
+ * The hint protocol: while a cycle reads the table, the hint is "infinitely
+ * far", so every deadline that commits meanwhile lowers it (and sets our
+ * latch). After the cycle we reset the latch first and then merge the
+ * table's earliest deadline into the hint: whatever committed during the
+ * cycle is already in the hint, and whatever commits later sets the latch
+ * again. So a stream of creates does not make the worker cycle again for
+ * deadlines later than the one it sleeps toward.
+ */
 static void
 worker_loop(void)
 {
@@ -160,7 +170,6 @@ worker_loop(void)
 		TimestampTz next;
 		long		timeout;
 
-		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -170,7 +179,6 @@ worker_loop(void)
 		if (asked_to_stop())
 			return;
 
-		/* From here on any committing earlier deadline must wake us. */
 		pg_atomic_write_u64(&my_db->next_deadline, PG_INT64_MAX);
 		pg_memory_barrier();
 		next = run_cycle();
@@ -179,6 +187,11 @@ worker_loop(void)
 			report_installed(false);
 			return;
 		}
+
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (asked_to_stop() || ConfigReloadPending)
+			continue;
 		timeout = ms_until(publish_deadline(next));
 		if (timeout > 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -212,8 +225,7 @@ dasa_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 	pgstat_report_appname("dasa worker");
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-	/* Plans live as long as the worker; see the install script on why. */
-	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
 
 	if (!claim_database(dboid))
 		proc_exit(0);

@@ -50,6 +50,24 @@ set -- $after; seq_after=$1 idx_after=$2
 is "$seq_after" "$seq_before" "no sequential scan of dasa.promises meanwhile"
 ok "the pending-deadline index was used ($idx_before -> $idx_after)" test "$idx_after" -gt "$idx_before"
 
+# search_promises is index-backed: an id prefix walks the primary key, tags use the GIN index
+scans() {
+  q $db "SELECT (SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'dasa.promises'::regclass)
+             || ' ' || (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = 'dasa.promises_pkey'::regclass)
+             || ' ' || (SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelid = 'dasa.promises_tags'::regclass)"
+}
+q $db "SELECT count(dasa.create_promise('tagged-' || i, '1 hour', NULL, jsonb_build_object('batch', (i % 10)::text))) FROM generate_series(1, 2000) i" >/dev/null
+q $db "ANALYZE dasa.promises"
+sleep 1.2
+set -- $(scans); seq0=$1 pk0=$2 gin0=$3
+is "$(q $db "SELECT count(*) FROM dasa.search_promises('hist-1234*')")" 11 "search by id prefix finds the 11 matches among 22000 rows"
+is "$(q $db "SELECT count(*) FROM dasa.search_promises('*', tags => '{\"batch\": \"7\"}', \"limit\" => 1000)")" 200 "search by tags finds the 200 matches"
+sleep 1.2
+set -- $(scans); seq1=$1 pk1=$2 gin1=$3
+is "$seq1" "$seq0" "neither search scanned the table"
+ok "the id prefix search used the primary key" test "$pk1" -gt "$pk0"
+ok "the tags search used the GIN index" test "$gin1" -gt "$gin0"
+
 # a short timeout created while the worker sleeps toward a far deadline wakes it early
 q $db "SELECT dasa.create_promise('far', '1 hour')" >/dev/null
 q $db "SELECT dasa.create_promise('near', '200 ms')" >/dev/null

@@ -1,0 +1,4 @@
+-- Baseline table: the same columns as dasa.promises, primary key only.
+DROP TABLE IF EXISTS bench_plain;
+CREATE TABLE bench_plain (LIKE dasa.promises INCLUDING DEFAULTS);
+ALTER TABLE bench_plain ADD PRIMARY KEY (id);
