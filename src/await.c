@@ -85,18 +85,14 @@ refuse_hopeless_wait(const char *id, const AwaitRead *read)
 				 errhint("Await in a READ COMMITTED transaction.")));
 }
 
-/* The value of a settled promise, or the error its rejection stands for. */
-static Datum
-settled_result(FunctionCallInfo fcinfo, const char *id, const DasaOutcome *o)
+/* The value of a settled promise (NULL: SQL NULL), or the error its rejection stands for. */
+static Jsonb *
+settled_result(const char *id, const DasaOutcome *o)
 {
 	const char *detail = o->value ? JsonbToCString(NULL, &o->value->root, VARSIZE(o->value)) : "null";
 
 	if (strcmp(o->state, "resolved") == 0)
-	{
-		if (o->value == NULL)
-			PG_RETURN_NULL();
-		PG_RETURN_JSONB_P(o->value);
-	}
+		return o->value;
 	if (strcmp(o->state, "rejected_canceled") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DASA_PROMISE_CANCELED),
@@ -157,16 +153,14 @@ wait_until_settled(const char *id, TimestampTz wait_deadline, AwaitRead *read)
 	}
 }
 
-/* dasa.await(id, timeout): the promise's value once it settles. */
-Datum
-dasa_await(PG_FUNCTION_ARGS)
+/*
+ * Wait until promise id settles (or wait_deadline, 0: none, passes); its
+ * value (NULL: SQL NULL), or the error its rejection stands for.
+ */
+Jsonb *
+dasa_await_internal(const char *id, TimestampTz wait_deadline)
 {
-	char	   *id = dasa_check_id(fcinfo, 0);
-	TimestampTz wait_deadline = 0;
 	AwaitRead	read;
-
-	if (!PG_ARGISNULL(1))
-		wait_deadline = dasa_check_timeout(fcinfo, 1, "await timeout", GetCurrentTimestamp());
 
 	dasa_awaiter_register(dasa_hash_id(id, strlen(id)));
 	PG_TRY();
@@ -179,5 +173,21 @@ dasa_await(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	return settled_result(fcinfo, id, &read.outcome);
+	return settled_result(id, &read.outcome);
+}
+
+/* dasa.await(id, timeout): the promise's value once it settles. */
+Datum
+dasa_await(PG_FUNCTION_ARGS)
+{
+	char	   *id = dasa_check_id(fcinfo, 0);
+	TimestampTz wait_deadline = 0;
+	Jsonb	   *value;
+
+	if (!PG_ARGISNULL(1))
+		wait_deadline = dasa_check_timeout(fcinfo, 1, "await timeout", GetCurrentTimestamp());
+	value = dasa_await_internal(id, wait_deadline);
+	if (value == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(value);
 }

@@ -16,6 +16,7 @@
 #include "storage/lwlock.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 /* SQLSTATEs of dasa's own outcomes (class DA); documented in README.md. */
 #define ERRCODE_DASA_PROMISE_REJECTED	MAKE_SQLSTATE('D','A','0','0','1')
@@ -33,9 +34,27 @@ extern int	dasa_sweep_interval_ms;
 extern int	dasa_await_recheck_ms;
 extern int	dasa_max_payload_kb;
 extern int	dasa_max_databases;
+extern int	dasa_executors_per_database;
+extern int	dasa_executor_batch_size;
+extern int	dasa_executor_poll_ms;
 extern void dasa_define_gucs(void);
 
 /* shmem.c: databases the launcher manages, and sessions blocked in await */
+#define DASA_MAX_EXECUTORS 16
+#define DASA_MAX_FUNCTION_NAME 128
+
+/* One executor of a database, and what it runs now (for dasa.executors). */
+typedef struct DasaExecutor
+{
+	pid_t		pid;			/* 0: not running */
+	int			procno;
+	pg_atomic_uint32 idle;		/* 1: waiting for work, may be woken */
+	TimestampTz last_exit;
+	TimestampTz started_at;		/* of the current task; 0 when none */
+	char		task_id[DASA_MAX_ID_BYTES + 1];
+	char		function[DASA_MAX_FUNCTION_NAME + 1];
+} DasaExecutor;
+
 typedef struct DasaDatabase
 {
 	Oid			dboid;			/* InvalidOid: slot is free */
@@ -47,6 +66,7 @@ typedef struct DasaDatabase
 	int			worker_procno;
 	TimestampTz last_exit;
 	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
+	DasaExecutor executors[DASA_MAX_EXECUTORS];
 } DasaDatabase;
 
 extern void dasa_shmem_install_hooks(void);
@@ -61,17 +81,33 @@ extern void dasa_wake_procno(int procno);
 extern void dasa_awaiter_register(uint32 id_hash);
 extern void dasa_awaiter_unregister(void);
 extern void dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all);
+extern void dasa_wake_idle_executor(DasaDatabase *db);
 
 /* wakeup.c: wake-ups that must happen at commit, never before */
 extern void dasa_wake_at_commit_settled(const char *id);
 extern void dasa_wake_at_commit_deadline(TimestampTz timeout_at);
 extern void dasa_wake_at_commit_installed(void);
+extern void dasa_wake_at_commit_task(void);
 extern uint32 dasa_hash_id(const char *id, int len);
+
+/* promise.c */
+extern void dasa_settle_internal(const char *id, const char *target_state, Jsonb *value);
+extern bool dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
+								TimestampTz timeout_at, TimestampTz now);
+
+/* await.c */
+extern Jsonb *dasa_await_internal(const char *id, TimestampTz wait_deadline);
+
+/* invoke.c */
+extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
+								  Interval *timeout, Oid caller);
 
 /* validate.c: checks on user input that raise clear errors */
 extern char *dasa_check_id(FunctionCallInfo fcinfo, int argno);
 extern TimestampTz dasa_check_timeout(FunctionCallInfo fcinfo, int argno,
 									  const char *what, TimestampTz now);
+extern Interval *dasa_check_interval(FunctionCallInfo fcinfo, int argno, const char *what);
+extern char *dasa_check_function_name(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *dasa_check_tags(FunctionCallInfo fcinfo, int argno);
 extern void dasa_check_payload(Jsonb *value, const char *what);
 
@@ -89,15 +125,74 @@ extern void dasa_project_row(TupleDesc desc, Datum *values, bool *nulls,
 extern Datum dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row,
 									 MemoryContext result_cxt);
 extern void dasa_spi_row_outcome(int row, DasaOutcome *out);
+extern Datum dasa_spi_row_as_result(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt);
 extern Datum dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param,
 									Jsonb *tags, TimestampTz timeout_at,
 									TimestampTz created_at);
 extern const char *dasa_timeout_state_sql;
 
+/* roles.c: whose privileges code runs with */
+typedef struct DasaUserSave
+{
+	Oid			userid;
+	int			sec_context;
+} DasaUserSave;
+
+extern Oid	dasa_extension_owner(void);
+extern void dasa_switch_user(Oid role, DasaUserSave *save);
+extern void dasa_restore_user(const DasaUserSave *save);
+
 /* spi_plan.c: saved SPI plans */
 extern SPIPlanPtr dasa_prepare_saved(const char *sql, int nargs, Oid *argtypes);
 extern void dasa_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 						 int expected, long limit);
+
+/* executor.c, run.c, outcome.c: running invocations */
+typedef struct DasaTask
+{
+	char	   *id;
+	char	   *function;
+	int			attempt;		/* attempts made before this one */
+	bool		promise_pending;
+	Jsonb	   *args;
+	TimestampTz timeout_at;
+	bool		registered;		/* false: the function was unregistered */
+	Oid			proc;
+	Oid			run_as;
+	int			max_attempts;
+	double		initial_backoff_ms;
+	double		max_backoff_ms;
+	double		jitter;
+	double		timeout_ms;
+} DasaTask;
+
+typedef struct DasaAttempt
+{
+	bool		ok;				/* returned a value, effects kept */
+	bool		final;			/* failed in a way no retry can fix */
+	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
+	ErrorData  *error;			/* when not ok */
+} DasaAttempt;
+
+typedef struct DasaBatch
+{
+	int			nresolved;
+	int			ncompleted;
+	char	  **resolved_ids;
+	Jsonb	  **resolved_values;
+	char	  **completed_ids;
+	int		   *completed_attempts;
+} DasaBatch;
+
+extern void dasa_run_attempt(DasaTask *task, DasaAttempt *out);
+extern void dasa_batch_init(DasaBatch *batch, int capacity);
+extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, Jsonb *value);
+extern void dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts);
+extern void dasa_batch_flush(DasaBatch *batch);
+extern void dasa_record_failure(DasaBatch *batch, DasaTask *task, ErrorData *error, bool final);
+extern void dasa_record_expired(DasaBatch *batch, DasaTask *task);
+extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
+PGDLLEXPORT void dasa_executor_main(Datum main_arg);
 
 /* launcher.c, worker.c */
 extern void dasa_register_launcher(void);

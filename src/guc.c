@@ -13,6 +13,9 @@ int			dasa_sweep_interval_ms = 1000;
 int			dasa_await_recheck_ms = 5000;
 int			dasa_max_payload_kb = 10 * 1024;
 int			dasa_max_databases = 16;
+int			dasa_executors_per_database = 2;
+int			dasa_executor_batch_size = 64;
+int			dasa_executor_poll_ms = 1000;
 
 /* Define every dasa.* setting; called once from _PG_init. */
 void
@@ -47,6 +50,24 @@ dasa_define_gucs(void)
 							NULL,
 							&dasa_max_databases, 16, 1, 1024,
 							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dasa.executors_per_database",
+							"Executors that run invocations in each database with dasa.",
+							NULL,
+							&dasa_executors_per_database, 2, 0, DASA_MAX_EXECUTORS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dasa.executor_batch_size",
+							"Most invocations an executor runs in one transaction.",
+							"Each keeps its own subtransaction and outcome; they share the commit.",
+							&dasa_executor_batch_size, 64, 1, 10000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dasa.executor_poll_interval",
+							"Longest sleep of an idle executor.",
+							"Invoking transactions wake an executor at commit; this is the safety net.",
+							&dasa_executor_poll_ms, 1000, 10, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dasa");
 }

@@ -1,8 +1,8 @@
 /*
  * launcher.c: the dasa launcher, one per cluster.
  *
- * Keeps one dasa worker running in every database that has the extension,
- * with no configuration: it lists the databases (a shared catalog), probes
+ * Keeps one dasa worker and a pool of executors running in every database
+ * that has the extension, with no configuration: it lists the databases (a shared catalog), probes
  * each new one by starting a worker there (the worker checks for the
  * extension itself and leaves if it is absent), is told at commit of CREATE
  * EXTENSION, restarts workers that die, and stops those whose database goes
@@ -34,8 +34,18 @@ PG_FUNCTION_INFO_V1(dasa_notify_launcher);
 /* Pause before starting a worker again in a database whose worker just exited. */
 #define RESTART_DELAY_MS 1000
 
-/* Handles of the workers this launcher started, parallel to the shared slots. */
+/*
+ * Handles of the processes this launcher started, parallel to the shared
+ * slots: per database, the worker first, then its executors.
+ */
+#define PROCS_PER_DATABASE (1 + DASA_MAX_EXECUTORS)
 static BackgroundWorkerHandle **handles = NULL;
+
+static BackgroundWorkerHandle **
+handle_of(int db, int proc)
+{
+	return &handles[db * PROCS_PER_DATABASE + proc];
+}
 
 /* Register the launcher; called from _PG_init. */
 void
@@ -93,22 +103,54 @@ eligible_databases(void)
 	return oids;
 }
 
+/* Drop a handle whose process has stopped; true while it may still run. */
+static bool
+handle_alive(BackgroundWorkerHandle **handle)
+{
+	pid_t		pid;
+
+	if (*handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(*handle, &pid) != BGWH_STOPPED)
+		return true;
+	pfree(*handle);
+	*handle = NULL;
+	return false;
+}
+
 /* Is the worker of slot i alive (started by us, or by a launcher before us)? */
 static bool
 worker_running(int i)
 {
 	DasaDatabase *db = &dasa_database_slots()[i];
-	pid_t		pid;
+	bool		had = *handle_of(i, 0) != NULL;
+	bool		alive = handle_alive(handle_of(i, 0));
 
-	if (handles[i] != NULL &&
-		GetBackgroundWorkerPid(handles[i], &pid) == BGWH_STOPPED)
-	{
-		pfree(handles[i]);
-		handles[i] = NULL;
-		if (db->worker_pid == 0 && db->probe_pending)
-			db->last_exit = GetCurrentTimestamp();	/* died before reporting */
-	}
-	return handles[i] != NULL || db->worker_pid != 0;
+	if (had && !alive && db->worker_pid == 0 && db->probe_pending)
+		db->last_exit = GetCurrentTimestamp();	/* died before reporting */
+	return alive || db->worker_pid != 0;
+}
+
+static bool
+executor_running(int i, int e)
+{
+	DasaExecutor *x = &dasa_database_slots()[i].executors[e];
+	bool		had = *handle_of(i, 1 + e) != NULL;
+	bool		alive = handle_alive(handle_of(i, 1 + e));
+
+	if (had && !alive && x->pid == 0 && x->last_exit == 0)
+		x->last_exit = GetCurrentTimestamp();	/* died before taking its slot */
+	return alive || x->pid != 0;
+}
+
+static bool
+anything_running(int i)
+{
+	bool		running = worker_running(i);
+
+	for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+		running |= executor_running(i, e);
+	return running;
 }
 
 /* Match the slots to the current list of databases. Caller holds the lock. */
@@ -135,42 +177,80 @@ sync_slots(List *oids)
 
 		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid))
 			continue;
-		if (worker_running(i))
+		if (anything_running(i))
 		{
 			db->stop_requested = true;
 			dasa_wake_procno(db->worker_procno);
+			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+				dasa_wake_procno(db->executors[e].procno);
 		}
 		else
 			db->dboid = InvalidOid;
 	}
 }
 
+/* Start process proc (0: the worker, 1 + e: executor e) of database slot i. */
 static void
-start_worker(int i, Oid dboid)
+start_process(int i, int proc, Oid dboid)
 {
 	BackgroundWorker bgw = {0};
+	int			executor = proc - 1;
 
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	bgw.bgw_restart_time = BGW_NEVER_RESTART;
 	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
 	bgw.bgw_notify_pid = MyProcPid;
+	memcpy(bgw.bgw_extra, &executor, sizeof(int));
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa worker for database %u", dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa worker");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, proc == 0 ? "dasa_worker_main" : "dasa_executor_main");
+	if (proc == 0)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa worker for database %u", dboid);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa executor %d for database %u", executor, dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, proc == 0 ? "dasa worker" : "dasa executor");
 
-	if (!RegisterDynamicBackgroundWorker(&bgw, &handles[i]))
+	if (!RegisterDynamicBackgroundWorker(&bgw, handle_of(i, proc)))
 	{
-		handles[i] = NULL;
+		*handle_of(i, proc) = NULL;
 		ereport(WARNING,
-				(errmsg("dasa could not start a worker for database %u", dboid),
-				 errhint("Raise max_worker_processes; dasa needs one worker per database that has it, plus the launcher.")));
+				(errmsg("dasa could not start a background worker for database %u", dboid),
+				 errhint("Raise max_worker_processes: dasa needs, per database that has it, one worker plus dasa.executors_per_database executors, and one launcher.")));
+	}
+}
+
+/* May a process that last exited at last_exit start again now? Lowers *wait_ms if not yet. */
+static bool
+restart_due(TimestampTz last_exit, TimestampTz now, long *wait_ms)
+{
+	TimestampTz due = TimestampTzPlusMilliseconds(last_exit, RESTART_DELAY_MS);
+	long		ms;
+
+	if (last_exit == 0 || due <= now)
+		return true;
+	ms = (long) ((due - now + 999) / 1000);
+	*wait_ms = (*wait_ms < 0) ? ms : Min(*wait_ms, ms);
+	return false;
+}
+
+static void
+start_missing_executors(int i, TimestampTz now, long *wait_ms)
+{
+	DasaDatabase *db = &dasa_database_slots()[i];
+
+	for (int e = 0; e < dasa_executors_per_database; e++)
+	{
+		if (executor_running(i, e) || !restart_due(db->executors[e].last_exit, now, wait_ms))
+			continue;
+		db->executors[e].last_exit = 0;
+		start_process(i, 1 + e, db->dboid);
+		if (*handle_of(i, 1 + e) == NULL)
+			*wait_ms = RESTART_DELAY_MS;
 	}
 }
 
 /*
- * Start the workers that should run and do not; returns the milliseconds
+ * Start the processes that should run and do not; returns the milliseconds
  * until a delayed restart is due (or -1 if none is). Caller holds the lock.
  */
 static long
@@ -182,24 +262,19 @@ start_missing_workers(void)
 	for (int i = 0; i < dasa_max_databases; i++)
 	{
 		DasaDatabase *db = &dasa_database_slots()[i];
-		TimestampTz due;
 
-		if (db->dboid == InvalidOid || worker_running(i) ||
-			!(db->installed || db->probe_pending) ||
-			db->stop_requested || db->paused_by != 0)
+		if (db->dboid == InvalidOid || db->stop_requested || db->paused_by != 0)
 			continue;
-		due = TimestampTzPlusMilliseconds(db->last_exit, RESTART_DELAY_MS);
-		if (db->last_exit != 0 && due > now)
+		if ((db->installed || db->probe_pending) && !worker_running(i) &&
+			restart_due(db->last_exit, now, &wait_ms))
 		{
-			long		ms = (long) ((due - now + 999) / 1000);
-
-			wait_ms = (wait_ms < 0) ? ms : Min(wait_ms, ms);
-			continue;
+			db->last_exit = 0;
+			start_process(i, 0, db->dboid);
+			if (*handle_of(i, 0) == NULL)
+				wait_ms = RESTART_DELAY_MS;
 		}
-		db->last_exit = 0;
-		start_worker(i, db->dboid);
-		if (handles[i] == NULL)
-			wait_ms = RESTART_DELAY_MS;
+		if (db->installed)
+			start_missing_executors(i, now, &wait_ms);
 	}
 	return wait_ms;
 }
@@ -228,8 +303,8 @@ dasa_launcher_main(Datum main_arg)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	pgstat_report_appname("dasa launcher");
 
-	handles = MemoryContextAllocZero(TopMemoryContext,
-									 sizeof(BackgroundWorkerHandle *) * dasa_max_databases);
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(BackgroundWorkerHandle *) *
+									 dasa_max_databases * PROCS_PER_DATABASE);
 	dasa_set_launcher_procno(MyProc->pgprocno);
 	ereport(LOG, (errmsg("dasa launcher started")));
 

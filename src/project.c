@@ -125,6 +125,23 @@ promise_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
 }
 
+/* Row "row" of the last SPI result as the function's (row type) result, in result_cxt. */
+Datum
+dasa_spi_row_as_result(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+	MemoryContext old;
+	Datum		result;
+
+	heap_deform_tuple(SPI_tuptable->vals[row], desc, values, nulls);
+	old = MemoryContextSwitchTo(result_cxt);
+	result = promise_datum(fcinfo, values, nulls);
+	MemoryContextSwitchTo(old);
+	return result;
+}
+
 static void
 set_column(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum value)
 {

@@ -84,6 +84,26 @@ optional_payload(FunctionCallInfo fcinfo, int argno, const char *what)
 }
 
 /*
+ * Insert a pending promise unless the id exists; true if inserted. The
+ * caller is connected to SPI and runs as the extension owner.
+ */
+bool
+dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
+					TimestampTz timeout_at, TimestampTz now)
+{
+	Datum		args[5] = {CStringGetTextDatum(id), PointerGetDatum(param),
+	PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now)};
+	char		nulls[5] = {' ', param ? ' ' : 'n', ' ', ' ', ' '};
+
+	prepare_plans();
+	dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT, 1);
+	if (SPI_processed == 0)
+		return false;
+	dasa_wake_at_commit_deadline(timeout_at);
+	return true;
+}
+
+/*
  * Insert a pending promise (true), or find the one that has the id (false,
  * and it is in SPI_tuptable).
  */
@@ -91,19 +111,11 @@ static bool
 insert_or_find(const char *id, Jsonb *param, Jsonb *tags,
 			   TimestampTz timeout_at, TimestampTz now)
 {
-	Datum		args[5] = {CStringGetTextDatum(id), PointerGetDatum(param),
-	PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now)};
-	char		nulls[5] = {' ', param ? ' ' : 'n', ' ', ' ', ' '};
-
 	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT, 1);
-		if (SPI_processed == 1)
-		{
-			dasa_wake_at_commit_deadline(timeout_at);
+		if (dasa_insert_promise(id, param, tags, timeout_at, now))
 			return true;
-		}
 		if (select_promise(id))
 			return false;
 	}
@@ -199,6 +211,14 @@ settle_or_find(const char *id, const char *target_state, Jsonb *value)
 		/* Created and committed by someone else between our statements: try again. */
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/* Settle a promise from dasa's own code (connected to SPI, as the owner). */
+void
+dasa_settle_internal(const char *id, const char *target_state, Jsonb *value)
+{
+	prepare_plans();
+	settle_or_find(id, target_state, value);
 }
 
 static Datum

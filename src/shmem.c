@@ -85,7 +85,11 @@ dasa_shmem_startup(void)
 			((char *) shared->databases +
 			 MAXALIGN(mul_size(dasa_max_databases, sizeof(DasaDatabase))));
 		for (int i = 0; i < dasa_max_databases; i++)
+		{
 			pg_atomic_init_u64(&shared->databases[i].next_deadline, PG_INT64_MAX);
+			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+				pg_atomic_init_u32(&shared->databases[i].executors[e].idle, 0);
+		}
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -142,6 +146,14 @@ dasa_database_find_or_add(Oid dboid)
 	db->worker_procno = -1;
 	db->last_exit = 0;
 	pg_atomic_write_u64(&db->next_deadline, PG_INT64_MAX);
+	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+	{
+		db->executors[i].pid = 0;
+		db->executors[i].procno = -1;
+		pg_atomic_write_u32(&db->executors[i].idle, 0);
+		db->executors[i].last_exit = 0;
+		db->executors[i].started_at = 0;
+	}
 	return db;
 }
 
@@ -266,4 +278,27 @@ dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all)
 			dasa_wake_procno(procno);
 	}
 	LWLockRelease(shared->awaiters_lock);
+}
+
+/*
+ * Wake one idle executor of the database, claiming its idle flag so that the
+ * next waker picks another. If none is idle, all are busy and each looks for
+ * more work before it sleeps (see executor.c), so nobody needs waking.
+ */
+void
+dasa_wake_idle_executor(DasaDatabase *db)
+{
+	pg_memory_barrier();
+	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+	{
+		DasaExecutor *e = &db->executors[i];
+		uint32		expected = 1;
+
+		if (pg_atomic_read_u32(&e->idle) == 1 &&
+			pg_atomic_compare_exchange_u32(&e->idle, &expected, 0))
+		{
+			dasa_wake_procno(e->procno);
+			return;
+		}
+	}
 }

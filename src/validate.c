@@ -39,11 +39,11 @@ dasa_check_id(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * The interval in argument argno, added to now: required and not negative.
+ * The interval in argument argno: required, not negative, at most 1000 years.
  * "what" names the argument in messages.
  */
-TimestampTz
-dasa_check_timeout(FunctionCallInfo fcinfo, int argno, const char *what, TimestampTz now)
+Interval *
+dasa_check_interval(FunctionCallInfo fcinfo, int argno, const char *what)
 {
 	Interval   *span;
 	Interval	zero = {0};
@@ -53,7 +53,6 @@ dasa_check_timeout(FunctionCallInfo fcinfo, int argno, const char *what, Timesta
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("%s must not be NULL", what),
-				 errdetail("Every promise has a timeout."),
 				 errhint("Pass an interval such as '1 hour'.")));
 	span = PG_GETARG_INTERVAL_P(argno);
 	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(span),
@@ -70,10 +69,48 @@ dasa_check_timeout(FunctionCallInfo fcinfo, int argno, const char *what, Timesta
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("%s is too long", what),
-				 errdetail("The longest timeout is %d years.", DASA_MAX_TIMEOUT_YEARS)));
+				 errdetail("The longest is %d years.", DASA_MAX_TIMEOUT_YEARS)));
+	return span;
+}
+
+/* now plus the checked interval in argument argno. */
+TimestampTz
+dasa_check_timeout(FunctionCallInfo fcinfo, int argno, const char *what, TimestampTz now)
+{
+	Interval   *span;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what),
+				 errdetail("Every promise has a timeout."),
+				 errhint("Pass an interval such as '1 hour'.")));
+	span = dasa_check_interval(fcinfo, argno, what);
 	return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 												   TimestampTzGetDatum(now),
 												   IntervalPGetDatum(span)));
+}
+
+/* A name for a registered function: not NULL, not empty, not over the limit. */
+char *
+dasa_check_function_name(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *t;
+	int			len;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("function name must not be NULL"),
+				 errhint("Pass the name the function was registered under.")));
+	t = PG_GETARG_TEXT_PP(argno);
+	len = VARSIZE_ANY_EXHDR(t);
+	if (len == 0 || len > DASA_MAX_FUNCTION_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("function name must have 1 to %d bytes", DASA_MAX_FUNCTION_NAME),
+				 errdetail("The name given has %d bytes.", len)));
+	return text_to_cstring(t);
 }
 
 /* Tags: a JSON object of string values; NULL means no tags. */

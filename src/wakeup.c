@@ -2,7 +2,8 @@
  * wakeup.c: wake-ups that a transaction owes others once it commits.
  *
  * Settling a promise wakes its awaiters, a new deadline may wake the
- * database worker earlier, and CREATE EXTENSION wakes the launcher. All of it
+ * database worker earlier, a new task wakes an idle executor, and CREATE
+ * EXTENSION wakes the launcher. All of it
  * is collected during the transaction and sent from the commit callback,
  * after the changes are visible: a process woken earlier would read the old
  * state and go back to sleep. An abort sends nothing.
@@ -24,6 +25,7 @@ static bool settled_overflow = false;
 static TimestampTz earliest_deadline = 0;
 static bool have_deadline = false;
 static bool installed_here = false;
+static bool tasks_created = false;
 
 uint32
 dasa_hash_id(const char *id, int len)
@@ -38,6 +40,7 @@ forget_owed_wakeups(void)
 	settled_overflow = false;
 	have_deadline = false;
 	installed_here = false;
+	tasks_created = false;
 }
 
 /* Lower the database's next-deadline hint and wake its worker if ours is earlier. */
@@ -87,6 +90,13 @@ send_owed_wakeups(void)
 		offer_deadline(earliest_deadline);
 	if (installed_here)
 		request_probe();
+	if (tasks_created)
+	{
+		DasaDatabase *db = dasa_my_database();
+
+		if (db != NULL)
+			dasa_wake_idle_executor(db);
+	}
 }
 
 static void
@@ -147,4 +157,12 @@ dasa_wake_at_commit_installed(void)
 {
 	ensure_callback();
 	installed_here = true;
+}
+
+/* A task becomes due in this transaction: wake an executor at commit. */
+void
+dasa_wake_at_commit_task(void)
+{
+	ensure_callback();
+	tasks_created = true;
 }

@@ -74,6 +74,7 @@ report_installed(bool installed)
 	my_db->installed = installed;
 	my_db->probe_pending = false;
 	LWLockRelease(dasa_databases_lock());
+	dasa_wake_launcher();		/* executors follow the worker's finding */
 }
 
 static bool

@@ -25,13 +25,18 @@ UPDATE dasa.promises SET state = 'pending' WHERE id = 'priv-1';
 DELETE FROM dasa.promises;
 SELECT count(*) FROM dasa.promises;
 SELECT dasa._notify_launcher();
-SELECT dasa._project(ROW('x', 'pending', NULL, NULL, '{}', now(), now(), NULL, NULL, NULL)::dasa.promises);
+SELECT count(*) FROM dasa.tasks;
+SELECT count(*) FROM dasa.attempts;
+UPDATE dasa.functions SET run_as = 'postgres';
+DELETE FROM dasa.tasks;
 RESET ROLE;
 
 SELECT id, state, value FROM dasa.promises ORDER BY id;
 
--- every function the extension creates pins search_path
-SELECT p.oid::regprocedure AS function, p.proconfig
+-- every function the extension creates pins search_path; the one exception
+-- is the procedure dasa.call, which commits (PostgreSQL forbids a SET clause
+-- there) and pins search_path in its C code instead
+SELECT p.oid::regprocedure AS function, p.prokind, p.proconfig
 FROM pg_proc p
 JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'dasa'
