@@ -60,19 +60,12 @@ dasa_call(PG_FUNCTION_ARGS)
 	char	   *name = dasa_check_function_name(fcinfo, 0);
 	char	   *id = PG_ARGISNULL(2) ? NULL : dasa_check_id(fcinfo, 2);
 	Interval   *timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
-	Jsonb	   *args;
+	Jsonb	   *args = dasa_check_args(fcinfo, 1);
 	Jsonb	   *value;
 	int			nest;
 	char		invoked[DASA_MAX_ID_BYTES + 1];
 
 	refuse_in_transaction_block(fcinfo);
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("args must not be NULL"),
-				 errhint("Pass '{}' for no arguments.")));
-	args = PG_GETARG_JSONB_P_COPY(1);
-	dasa_check_payload(args, "args");
 
 	nest = pin_search_path();
 	strlcpy(invoked, dasa_invoke_internal(name, args, id, timeout, GetUserId()), sizeof(invoked));

@@ -108,6 +108,7 @@ extern TimestampTz dasa_check_timeout(FunctionCallInfo fcinfo, int argno,
 									  const char *what, TimestampTz now);
 extern Interval *dasa_check_interval(FunctionCallInfo fcinfo, int argno, const char *what);
 extern char *dasa_check_function_name(FunctionCallInfo fcinfo, int argno);
+extern Jsonb *dasa_check_args(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *dasa_check_tags(FunctionCallInfo fcinfo, int argno);
 extern void dasa_check_payload(Jsonb *value, const char *what);
 

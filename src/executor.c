@@ -29,12 +29,17 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
-/* Stop starting tasks in a batch after this long, so finished ones commit. */
-#define BATCH_TIME_LIMIT_MS 200
+/*
+ * A batch aims to take about this long: long enough to share one commit
+ * among many short tasks, short enough that finished work commits soon and
+ * that tasks claimed but not yet run are not withheld from other executors.
+ */
+#define BATCH_TARGET_MS 100
 
 static DasaDatabase *my_db = NULL;
 static DasaExecutor *me = NULL;
 static int	my_index = -1;
+static double mean_task_us = 1000.0;	/* running estimate of one task's duration */
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
 
@@ -176,6 +181,23 @@ next_retry_due(TimestampTz now)
 	return isnull ? 0 : DatumGetTimestampTz(next);
 }
 
+/* How many tasks to claim: as many as fit the batch target at the recent pace. */
+static int
+claim_limit(void)
+{
+	double		fit = (BATCH_TARGET_MS * 1000.0) / Max(mean_task_us, 1.0);
+
+	return (int) Max(1.0, Min(fit, (double) dasa_executor_batch_size));
+}
+
+static void
+learn_pace(TimestampTz started, int ran)
+{
+	double		per_task = (double) (GetCurrentTimestamp() - started) / Max(ran, 1);
+
+	mean_task_us = 0.7 * mean_task_us + 0.3 * per_task;
+}
+
 /*
  * One transaction: claim a batch, run it, record it. Returns the number of
  * tasks claimed, or -1 when the extension is gone; *next_due is when a retry
@@ -199,21 +221,25 @@ run_batch(TimestampTz *next_due)
 		n = 0;					/* an older version: idle until ALTER EXTENSION UPDATE */
 	else
 	{
+		int			limit = claim_limit();
+		int			ran = 0;
+
 		prepare_plans();
-		n = claim_tasks(now, dasa_executor_batch_size, &tasks);
+		n = claim_tasks(now, limit, &tasks);
 		if (n > 0)
 		{
 			pg_atomic_write_u32(&me->idle, 0);
-			if (n == dasa_executor_batch_size)
+			if (n == limit)
 				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
 			dasa_batch_init(&batch, n);
-			for (int i = 0; i < n; i++)
+			for (; ran < n; ran++)
 			{
-				if (i > 0 && GetCurrentTimestamp() - now > BATCH_TIME_LIMIT_MS * 1000)
+				if (ran > 0 && GetCurrentTimestamp() - now > 2 * BATCH_TARGET_MS * 1000)
 					break;		/* the rest stay pending, unlocked at commit */
-				process_task(&batch, &tasks[i]);
+				process_task(&batch, &tasks[ran]);
 			}
 			dasa_batch_flush(&batch);
+			learn_pace(now, ran);
 		}
 		else
 			*next_due = next_retry_due(now);

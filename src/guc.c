@@ -14,7 +14,7 @@ int			dasa_await_recheck_ms = 5000;
 int			dasa_max_payload_kb = 10 * 1024;
 int			dasa_max_databases = 16;
 int			dasa_executors_per_database = 2;
-int			dasa_executor_batch_size = 64;
+int			dasa_executor_batch_size = 1000;
 int			dasa_executor_poll_ms = 1000;
 
 /* Define every dasa.* setting; called once from _PG_init. */
@@ -59,8 +59,8 @@ dasa_define_gucs(void)
 
 	DefineCustomIntVariable("dasa.executor_batch_size",
 							"Most invocations an executor runs in one transaction.",
-							"Each keeps its own subtransaction and outcome; they share the commit.",
-							&dasa_executor_batch_size, 64, 1, 10000,
+							"Each keeps its own subtransaction and outcome; they share the commit. Executors claim fewer when tasks take longer, so that a batch takes about 100 ms.",
+							&dasa_executor_batch_size, 1000, 1, 10000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("dasa.executor_poll_interval",

@@ -125,9 +125,13 @@ promise_datum(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 	return heap_copy_tuple_as_datum(heap_form_tuple(desc, values, nulls), desc);
 }
 
-/* Row "row" of the last SPI result as the function's (row type) result, in result_cxt. */
-Datum
-dasa_spi_row_as_result(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
+/*
+ * Row "row" of the last SPI result as the function's row-type result,
+ * allocated in result_cxt (so it survives SPI_finish); a promise row gets
+ * the timeout rule applied first.
+ */
+static Datum
+spi_row_datum(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt, bool is_promise)
 {
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 	Datum	   *values = palloc(desc->natts * sizeof(Datum));
@@ -136,10 +140,24 @@ dasa_spi_row_as_result(FunctionCallInfo fcinfo, int row, MemoryContext result_cx
 	Datum		result;
 
 	heap_deform_tuple(SPI_tuptable->vals[row], desc, values, nulls);
+	if (is_promise)
+		dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
 	old = MemoryContextSwitchTo(result_cxt);
 	result = promise_datum(fcinfo, values, nulls);
 	MemoryContextSwitchTo(old);
 	return result;
+}
+
+Datum
+dasa_spi_row_as_result(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
+{
+	return spi_row_datum(fcinfo, row, result_cxt, false);
+}
+
+Datum
+dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
+{
+	return spi_row_datum(fcinfo, row, result_cxt, true);
 }
 
 static void
@@ -171,27 +189,6 @@ dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param, Js
 	set_column(desc, values, nulls, "created_at", TimestampTzGetDatum(created_at));
 	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
 	return promise_datum(fcinfo, values, nulls);
-}
-
-/*
- * Row "row" of the last SPI result, projected, as a dasa.promises datum
- * allocated in result_cxt (so it survives SPI_finish).
- */
-Datum
-dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row, MemoryContext result_cxt)
-{
-	TupleDesc	desc = SPI_tuptable->tupdesc;
-	Datum	   *values = palloc(desc->natts * sizeof(Datum));
-	bool	   *nulls = palloc(desc->natts * sizeof(bool));
-	MemoryContext old;
-	Datum		result;
-
-	heap_deform_tuple(SPI_tuptable->vals[row], desc, values, nulls);
-	dasa_project_row(desc, values, nulls, GetCurrentTimestamp());
-	old = MemoryContextSwitchTo(result_cxt);
-	result = promise_datum(fcinfo, values, nulls);
-	MemoryContextSwitchTo(old);
-	return result;
 }
 
 /* dasa._project(p): a raw row as readers see it (used by search_promises). */

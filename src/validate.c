@@ -160,3 +160,19 @@ dasa_check_payload(Jsonb *value, const char *what)
 						   size, dasa_max_payload_kb),
 				 errhint("Store large data in a table of your own and put its key in the promise.")));
 }
+
+/* Invocation arguments: any JSON document within the payload limit, not SQL NULL. */
+Jsonb *
+dasa_check_args(FunctionCallInfo fcinfo, int argno)
+{
+	Jsonb	   *args;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("args must not be NULL"),
+				 errhint("Pass '{}' for no arguments.")));
+	args = PG_GETARG_JSONB_P_COPY(argno);
+	dasa_check_payload(args, "args");
+	return args;
+}
