@@ -43,13 +43,19 @@ extern void dasa_define_gucs(void);
 #define DASA_MAX_EXECUTORS 16
 #define DASA_MAX_FUNCTION_NAME 128
 
+/* A background process's place in a database: who holds it, when it last failed. */
+typedef struct DasaProcess
+{
+	pid_t		pid;			/* 0: nobody */
+	int			procno;
+	TimestampTz last_exit;		/* of a failed exit (delays a restart); 0 if none */
+} DasaProcess;
+
 /* One executor of a database, and what it runs now (for dasa.executors). */
 typedef struct DasaExecutor
 {
-	pid_t		pid;			/* 0: not running */
-	int			procno;
+	DasaProcess proc;
 	pg_atomic_uint32 idle;		/* 1: waiting for work, may be woken */
-	TimestampTz last_exit;
 	TimestampTz started_at;		/* of the current task; 0 when none */
 	char		task_id[DASA_MAX_ID_BYTES + 1];
 	char		function[DASA_MAX_FUNCTION_NAME + 1];
@@ -62,9 +68,7 @@ typedef struct DasaDatabase
 	bool		installed;		/* its worker found the extension */
 	bool		stop_requested; /* launcher wants the worker gone */
 	int			paused_by;		/* pid running DDL that needs the database idle */
-	pid_t		worker_pid;		/* 0: no worker claims this database */
-	int			worker_procno;
-	TimestampTz last_exit;
+	DasaProcess worker;
 	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
 	DasaExecutor executors[DASA_MAX_EXECUTORS];
 } DasaDatabase;
@@ -76,6 +80,8 @@ extern DasaDatabase *dasa_database_find(Oid dboid);
 extern DasaDatabase *dasa_database_find_or_add(Oid dboid);
 extern DasaDatabase *dasa_my_database(void);
 extern void dasa_set_launcher_procno(int procno);
+extern DasaProcess *dasa_claim_process(Oid dboid, int executor, DasaDatabase **db);
+extern void dasa_release_process(DasaProcess *proc, int code);
 extern void dasa_wake_launcher(void);
 extern void dasa_wake_procno(int procno);
 extern void dasa_awaiter_register(uint32 id_hash);
@@ -195,7 +201,9 @@ extern void dasa_record_expired(DasaBatch *batch, DasaTask *task);
 extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
 PGDLLEXPORT void dasa_executor_main(Datum main_arg);
 
-/* launcher.c, worker.c */
+/* bgworker.c, launcher.c, worker.c */
+extern void dasa_bgworker_start(Oid dboid, const char *appname);
+extern void dasa_bgworker_tick(void);
 extern void dasa_register_launcher(void);
 PGDLLEXPORT void dasa_launcher_main(Datum main_arg);
 PGDLLEXPORT void dasa_worker_main(Datum main_arg);

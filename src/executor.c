@@ -281,12 +281,7 @@ executor_loop(void)
 		TimestampTz next_due = 0;
 		int			n;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		dasa_bgworker_tick();
 		if (asked_to_stop())
 			return;
 		ResetLatch(MyLatch);
@@ -302,44 +297,12 @@ executor_loop(void)
 	}
 }
 
-/* Take executor slot index of the database; false if gone or taken. */
-static bool
-claim_slot(Oid dboid, int index)
-{
-	bool		claimed = false;
-
-	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
-	my_db = dasa_database_find(dboid);
-	if (my_db != NULL)
-	{
-		me = &my_db->executors[index];
-		if (me->pid == 0 || kill(me->pid, 0) != 0)
-		{
-			me->pid = MyProcPid;
-			me->procno = MyProc->pgprocno;
-			me->started_at = 0;
-			me->task_id[0] = '\0';
-			claimed = true;
-		}
-	}
-	LWLockRelease(dasa_databases_lock());
-	return claimed;
-}
-
 static void
 release_slot(int code, Datum arg)
 {
-	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
-	if (me->pid == MyProcPid)
-	{
-		me->pid = 0;
-		me->procno = -1;
-		pg_atomic_write_u32(&me->idle, 0);
-		me->started_at = 0;
-		me->last_exit = (code == 0) ? 0 : GetCurrentTimestamp();
-	}
-	LWLockRelease(dasa_databases_lock());
-	dasa_wake_launcher();
+	pg_atomic_write_u32(&me->idle, 0);
+	me->started_at = 0;
+	dasa_release_process(&me->proc, code);
 }
 
 /* Entry point of an executor: main_arg is the database, bgw_extra the slot index. */
@@ -349,15 +312,13 @@ dasa_executor_main(Datum main_arg)
 	Oid			dboid = DatumGetObjectId(main_arg);
 
 	memcpy(&my_index, MyBgworkerEntry->bgw_extra, sizeof(int));
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("dasa executor");
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	dasa_bgworker_start(dboid, "dasa executor");
 
-	if (!claim_slot(dboid, my_index))
+	if (dasa_claim_process(dboid, my_index, &my_db) == NULL)
 		proc_exit(0);
+	me = &my_db->executors[my_index];
+	me->started_at = 0;
+	me->task_id[0] = '\0';
 	before_shmem_exit(release_slot, (Datum) 0);
 	executor_loop();
 	proc_exit(0);

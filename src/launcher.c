@@ -126,15 +126,15 @@ worker_running(int i)
 	bool		had = *handle_of(i, 0) != NULL;
 	bool		alive = handle_alive(handle_of(i, 0));
 
-	if (had && !alive && db->worker_pid == 0 && db->probe_pending)
-		db->last_exit = GetCurrentTimestamp();	/* died before reporting */
-	return alive || db->worker_pid != 0;
+	if (had && !alive && db->worker.pid == 0 && db->probe_pending)
+		db->worker.last_exit = GetCurrentTimestamp();	/* died before reporting */
+	return alive || db->worker.pid != 0;
 }
 
 static bool
 executor_running(int i, int e)
 {
-	DasaExecutor *x = &dasa_database_slots()[i].executors[e];
+	DasaProcess *x = &dasa_database_slots()[i].executors[e].proc;
 	bool		had = *handle_of(i, 1 + e) != NULL;
 	bool		alive = handle_alive(handle_of(i, 1 + e));
 
@@ -180,9 +180,9 @@ sync_slots(List *oids)
 		if (anything_running(i))
 		{
 			db->stop_requested = true;
-			dasa_wake_procno(db->worker_procno);
+			dasa_wake_procno(db->worker.procno);
 			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
-				dasa_wake_procno(db->executors[e].procno);
+				dasa_wake_procno(db->executors[e].proc.procno);
 		}
 		else
 			db->dboid = InvalidOid;
@@ -240,9 +240,9 @@ start_missing_executors(int i, TimestampTz now, long *wait_ms)
 
 	for (int e = 0; e < dasa_executors_per_database; e++)
 	{
-		if (executor_running(i, e) || !restart_due(db->executors[e].last_exit, now, wait_ms))
+		if (executor_running(i, e) || !restart_due(db->executors[e].proc.last_exit, now, wait_ms))
 			continue;
-		db->executors[e].last_exit = 0;
+		db->executors[e].proc.last_exit = 0;
 		start_process(i, 1 + e, db->dboid);
 		if (*handle_of(i, 1 + e) == NULL)
 			*wait_ms = RESTART_DELAY_MS;
@@ -266,9 +266,9 @@ start_missing_workers(void)
 		if (db->dboid == InvalidOid || db->stop_requested || db->paused_by != 0)
 			continue;
 		if ((db->installed || db->probe_pending) && !worker_running(i) &&
-			restart_due(db->last_exit, now, &wait_ms))
+			restart_due(db->worker.last_exit, now, &wait_ms))
 		{
-			db->last_exit = 0;
+			db->worker.last_exit = 0;
 			start_process(i, 0, db->dboid);
 			if (*handle_of(i, 0) == NULL)
 				wait_ms = RESTART_DELAY_MS;
@@ -297,11 +297,7 @@ launcher_cycle(void)
 void
 dasa_launcher_main(Datum main_arg)
 {
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-	pgstat_report_appname("dasa launcher");
+	dasa_bgworker_start(InvalidOid, "dasa launcher");
 
 	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(BackgroundWorkerHandle *) *
 									 dasa_max_databases * PROCS_PER_DATABASE);
@@ -313,12 +309,7 @@ dasa_launcher_main(Datum main_arg)
 		long		wait_ms;
 
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		dasa_bgworker_tick();
 		wait_ms = launcher_cycle();
 		if (wait_ms < 0 || wait_ms > dasa_launcher_naptime_ms)
 			wait_ms = dasa_launcher_naptime_ms;

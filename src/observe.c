@@ -19,7 +19,7 @@ emit_executor(ReturnSetInfo *rsinfo, Oid dboid, DasaExecutor *e)
 	bool		nulls[5] = {false, false, false, false, false};
 	bool		running = e->started_at != 0;
 
-	values[0] = Int32GetDatum(e->pid);
+	values[0] = Int32GetDatum(e->proc.pid);
 	values[1] = ObjectIdGetDatum(dboid);
 	values[2] = running ? CStringGetTextDatum(e->task_id) : (Datum) 0;
 	values[3] = running ? CStringGetTextDatum(e->function) : (Datum) 0;
@@ -42,7 +42,7 @@ dasa_executors(PG_FUNCTION_ARGS)
 		if (db->dboid == InvalidOid)
 			continue;
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
-			if (db->executors[e].pid != 0)
+			if (db->executors[e].proc.pid != 0)
 				emit_executor(rsinfo, db->dboid, &db->executors[e]);
 	}
 	LWLockRelease(dasa_databases_lock());

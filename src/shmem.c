@@ -13,6 +13,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 
 /* One session blocked in dasa.await; indexed by pgprocno. */
 typedef struct DasaAwaiter
@@ -142,16 +143,12 @@ dasa_database_find_or_add(Oid dboid)
 	db->installed = false;
 	db->stop_requested = false;
 	db->paused_by = 0;
-	db->worker_pid = 0;
-	db->worker_procno = -1;
-	db->last_exit = 0;
+	db->worker = (DasaProcess) {.procno = -1};
 	pg_atomic_write_u64(&db->next_deadline, PG_INT64_MAX);
 	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
 	{
-		db->executors[i].pid = 0;
-		db->executors[i].procno = -1;
+		db->executors[i].proc = (DasaProcess) {.procno = -1};
 		pg_atomic_write_u32(&db->executors[i].idle, 0);
-		db->executors[i].last_exit = 0;
 		db->executors[i].started_at = 0;
 	}
 	return db;
@@ -176,6 +173,47 @@ dasa_my_database(void)
 			my_database_index = i;
 	LWLockRelease(shared->databases_lock);
 	return my_database_index >= 0 ? &shared->databases[my_database_index] : NULL;
+}
+
+/*
+ * Take a database's worker place (executor < 0) or executor place; NULL if
+ * the database is gone or another live process holds it. *db is the slot.
+ */
+DasaProcess *
+dasa_claim_process(Oid dboid, int executor, DasaDatabase **db)
+{
+	DasaProcess *claimed = NULL;
+
+	LWLockAcquire(shared->databases_lock, LW_EXCLUSIVE);
+	*db = dasa_database_find(dboid);
+	if (*db != NULL)
+	{
+		DasaProcess *place = executor < 0 ? &(*db)->worker : &(*db)->executors[executor].proc;
+
+		if (place->pid == 0 || kill(place->pid, 0) != 0)
+		{
+			place->pid = MyProcPid;
+			place->procno = MyProc->pgprocno;
+			claimed = place;
+		}
+	}
+	LWLockRelease(shared->databases_lock);
+	return claimed;
+}
+
+/* Give a place back on exit; only a failed exit delays the next start. */
+void
+dasa_release_process(DasaProcess *proc, int code)
+{
+	LWLockAcquire(shared->databases_lock, LW_EXCLUSIVE);
+	if (proc->pid == MyProcPid)
+	{
+		proc->pid = 0;
+		proc->procno = -1;
+		proc->last_exit = (code == 0) ? 0 : GetCurrentTimestamp();
+	}
+	LWLockRelease(shared->databases_lock);
+	dasa_wake_launcher();
 }
 
 void
@@ -297,7 +335,7 @@ dasa_wake_idle_executor(DasaDatabase *db)
 		if (pg_atomic_read_u32(&e->idle) == 1 &&
 			pg_atomic_compare_exchange_u32(&e->idle, &expected, 0))
 		{
-			dasa_wake_procno(e->procno);
+			dasa_wake_procno(e->proc.procno);
 			return;
 		}
 	}

@@ -67,7 +67,7 @@ pause_worker(Oid dboid)
 	if (db != NULL)
 	{
 		db->paused_by = MyProcPid;
-		dasa_wake_procno(db->worker_procno);
+		dasa_wake_procno(db->worker.procno);
 	}
 	LWLockRelease(dasa_databases_lock());
 	return db != NULL;

@@ -57,7 +57,7 @@ offer_deadline(TimestampTz deadline)
 	{
 		if (pg_atomic_compare_exchange_u64(&db->next_deadline, &current, (uint64) deadline))
 		{
-			dasa_wake_procno(db->worker_procno);
+			dasa_wake_procno(db->worker.procno);
 			break;
 		}
 	}

@@ -30,41 +30,12 @@
 
 static DasaDatabase *my_db = NULL;
 
-/* Take the database's slot; false if it is gone or another worker has it. */
-static bool
-claim_database(Oid dboid)
-{
-	bool		claimed = false;
+static DasaProcess *my_place = NULL;
 
-	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
-	my_db = dasa_database_find(dboid);
-	if (my_db != NULL &&
-		(my_db->worker_pid == 0 || kill(my_db->worker_pid, 0) != 0))
-	{
-		my_db->worker_pid = MyProcPid;
-		my_db->worker_procno = MyProc->pgprocno;
-		claimed = true;
-	}
-	LWLockRelease(dasa_databases_lock());
-	return claimed;
-}
-
-/*
- * On exit, give the slot back and let the launcher decide what comes next.
- * Only a failed exit delays the next start.
- */
 static void
-release_database(int code, Datum arg)
+release_place(int code, Datum arg)
 {
-	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
-	if (my_db->worker_pid == MyProcPid)
-	{
-		my_db->worker_pid = 0;
-		my_db->worker_procno = -1;
-		my_db->last_exit = (code == 0) ? 0 : GetCurrentTimestamp();
-	}
-	LWLockRelease(dasa_databases_lock());
-	dasa_wake_launcher();
+	dasa_release_process(my_place, code);
 }
 
 static void
@@ -171,12 +142,7 @@ worker_loop(void)
 		TimestampTz next;
 		long		timeout;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
+		dasa_bgworker_tick();
 		if (asked_to_stop())
 			return;
 
@@ -220,17 +186,13 @@ dasa_worker_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
-	pgstat_report_appname("dasa worker");
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+	dasa_bgworker_start(dboid, "dasa worker");
 
 
-	if (!claim_database(dboid))
+	my_place = dasa_claim_process(dboid, -1, &my_db);
+	if (my_place == NULL)
 		proc_exit(0);
-	before_shmem_exit(release_database, (Datum) 0);
+	before_shmem_exit(release_place, (Datum) 0);
 
 	if (!extension_installed())
 	{
