@@ -5,7 +5,8 @@
  * a rejected one, and while the promise is pending sleeps on the backend's
  * latch until a settling transaction's commit wakes it (wakeup.c) or the
  * promise's own deadline passes. A slow periodic re-read is the safety net.
- * It refuses to wait where waiting could never end.
+ * It refuses to wait where waiting could never end. Inside a running
+ * function it never sleeps: a pending promise suspends the invocation.
  */
 #include "dasa.h"
 
@@ -22,16 +23,9 @@ PG_FUNCTION_INFO_V1(dasa_await);
 
 static SPIPlanPtr read_plan = NULL;
 
-/* What one read of the awaited promise found. */
-typedef struct AwaitRead
-{
-	DasaOutcome outcome;
-	bool		created_here;	/* inserted by the caller's own transaction */
-} AwaitRead;
-
 /* Read the promise with a fresh snapshot; copies what we keep into caller_cxt. */
-static void
-read_promise(const char *id, AwaitRead *read, MemoryContext caller_cxt)
+void
+dasa_read_promise(const char *id, DasaAwaitRead *read, MemoryContext caller_cxt)
 {
 	Datum		args[1] = {CStringGetTextDatum(id)};
 	bool		isnull;
@@ -67,8 +61,8 @@ read_promise(const char *id, AwaitRead *read, MemoryContext caller_cxt)
 }
 
 /* Errors for a pending promise that this session could wait on forever. */
-static void
-refuse_hopeless_wait(const char *id, const AwaitRead *read)
+void
+dasa_refuse_hopeless_wait(const char *id, const DasaAwaitRead *read)
 {
 	if (read->created_here)
 		ereport(ERROR,
@@ -86,8 +80,8 @@ refuse_hopeless_wait(const char *id, const AwaitRead *read)
 }
 
 /* The value of a settled promise (NULL: SQL NULL), or the error its rejection stands for. */
-static Jsonb *
-settled_result(const char *id, const DasaOutcome *o)
+Jsonb *
+dasa_settled_result(const char *id, const DasaOutcome *o)
 {
 	const char *detail = o->value ? JsonbToCString(NULL, &o->value->root, VARSIZE(o->value)) : "null";
 
@@ -125,7 +119,7 @@ sleep_ms(TimestampTz promise_deadline, TimestampTz wait_deadline, TimestampTz no
 
 /* Sleep until the promise settles; returns it settled. Caller registered as awaiter. */
 static void
-wait_until_settled(const char *id, TimestampTz wait_deadline, AwaitRead *read)
+wait_until_settled(const char *id, TimestampTz wait_deadline, DasaAwaitRead *read)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -134,10 +128,10 @@ wait_until_settled(const char *id, TimestampTz wait_deadline, AwaitRead *read)
 		TimestampTz now;
 
 		ResetLatch(MyLatch);
-		read_promise(id, read, cxt);
+		dasa_read_promise(id, read, cxt);
 		if (strcmp(read->outcome.state, "pending") != 0)
 			return;
-		refuse_hopeless_wait(id, read);
+		dasa_refuse_hopeless_wait(id, read);
 
 		now = GetCurrentTimestamp();
 		if (wait_deadline != 0 && now >= wait_deadline)
@@ -160,7 +154,17 @@ wait_until_settled(const char *id, TimestampTz wait_deadline, AwaitRead *read)
 Jsonb *
 dasa_await_internal(const char *id, TimestampTz wait_deadline)
 {
-	AwaitRead	read;
+	DasaAwaitRead read;
+	DasaContext *running = dasa_context();
+
+	/* Inside a function: never block an executor; suspend instead. */
+	if (running != NULL)
+	{
+		dasa_read_promise(id, &read, CurrentMemoryContext);
+		if (strcmp(read.outcome.state, "pending") == 0)
+			dasa_context_suspend(running, list_make1(pstrdup(id)), false);
+		return dasa_settled_result(id, &read.outcome);
+	}
 
 	dasa_awaiter_register(dasa_hash_id(id, strlen(id)));
 	PG_TRY();
@@ -173,7 +177,7 @@ dasa_await_internal(const char *id, TimestampTz wait_deadline)
 	}
 	PG_END_TRY();
 
-	return settled_result(id, &read.outcome);
+	return dasa_settled_result(id, &read.outcome);
 }
 
 /* dasa.await(id, timeout): the promise's value once it settles. */

@@ -12,6 +12,7 @@
 #include "access/htup.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "nodes/pg_list.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "fmgr.h"
@@ -23,6 +24,8 @@
 #define ERRCODE_DASA_PROMISE_CANCELED	MAKE_SQLSTATE('D','A','0','0','2')
 #define ERRCODE_DASA_PROMISE_TIMEDOUT	MAKE_SQLSTATE('D','A','0','0','3')
 #define ERRCODE_DASA_AWAIT_TIMEOUT		MAKE_SQLSTATE('D','A','0','0','4')
+#define ERRCODE_DASA_NONDETERMINISTIC	MAKE_SQLSTATE('D','A','0','0','5')
+#define ERRCODE_DASA_SUSPENDED			MAKE_SQLSTATE('D','A','0','1','0')
 
 #define DASA_MAX_ID_BYTES 1024
 #define DASA_MAX_TIMEOUT_YEARS 1000
@@ -98,11 +101,7 @@ extern uint32 dasa_hash_id(const char *id, int len);
 
 /* promise.c */
 extern void dasa_settle_internal(const char *id, const char *target_state, Jsonb *value);
-extern bool dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
-								TimestampTz timeout_at, TimestampTz now);
-
-/* await.c */
-extern Jsonb *dasa_await_internal(const char *id, TimestampTz wait_deadline);
+/* (declared below: DasaContext) */
 
 /* invoke.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
@@ -124,6 +123,7 @@ typedef struct DasaOutcome
 	char	   *state;			/* state label after the timeout rule */
 	Jsonb	   *value;			/* NULL when SQL NULL */
 	TimestampTz timeout_at;
+	TimestampTz settled_at;		/* 0 while pending */
 } DasaOutcome;
 
 extern bool dasa_tags_mark_timer(Jsonb *tags);
@@ -137,6 +137,18 @@ extern Datum dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jso
 									Jsonb *tags, TimestampTz timeout_at,
 									TimestampTz created_at);
 extern const char *dasa_timeout_state_sql;
+
+/* await.c */
+typedef struct DasaAwaitRead
+{
+	DasaOutcome outcome;
+	bool		created_here;	/* inserted by the caller's own transaction */
+} DasaAwaitRead;
+
+extern Jsonb *dasa_await_internal(const char *id, TimestampTz wait_deadline);
+extern void dasa_read_promise(const char *id, DasaAwaitRead *read, MemoryContext keep);
+extern Jsonb *dasa_settled_result(const char *id, const DasaOutcome *o);
+extern void dasa_refuse_hopeless_wait(const char *id, const DasaAwaitRead *read);
 
 /* roles.c: whose privileges code runs with */
 typedef struct DasaUserSave
@@ -158,6 +170,7 @@ extern void dasa_execute(SPIPlanPtr plan, Datum *values, const char *nulls,
 typedef struct DasaTask
 {
 	char	   *id;
+	char	   *root_id;		/* NULL: the task is a root */
 	char	   *function;
 	int			attempt;		/* attempts made before this one */
 	bool		promise_pending;
@@ -173,9 +186,56 @@ typedef struct DasaTask
 	double		timeout_ms;
 } DasaTask;
 
+/* A promise (and maybe task) created by an attempt, to keep if it suspends. */
+typedef struct DasaCreated
+{
+	char	   *id;
+	char	   *function;		/* NULL: a plain promise */
+	Jsonb	   *param;
+	Jsonb	   *tags;
+	TimestampTz timeout_at;
+} DasaCreated;
+
+/* context.c: the invocation an executor runs now */
+typedef struct DasaContext
+{
+	char	   *id;
+	char	   *root_id;
+	TimestampTz deadline;
+	int			children;		/* children named so far in this attempt */
+	List	   *created;		/* DasaCreated */
+	List	   *awaited;		/* ids it suspended on */
+	bool		await_any;
+	bool		suspended;
+	bool		nondeterministic;
+	MemoryContext memory;
+} DasaContext;
+
+extern DasaContext *dasa_context(void);
+extern void dasa_context_begin(DasaTask *task);
+extern void dasa_context_end(void);
+extern char *dasa_context_child_id(DasaContext *c);
+extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
+extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
+								 Jsonb *param, Jsonb *tags, TimestampTz timeout_at);
+extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
+
+/* promise.c, invoke.c, callbacks.c: what running invocations create and wait on */
+extern bool dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
+								TimestampTz timeout_at, TimestampTz now, DasaContext *parent);
+extern void dasa_persist_created(DasaContext *c);
+extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
+extern bool dasa_schema_has_callbacks(void);
+extern void dasa_fire_callbacks(List *ids);
+extern void dasa_record_suspension(DasaTask *task, DasaContext *c);
+extern void dasa_end_tasks(List *ids);
+extern void dasa_cancel_children(const char *id);
+
 typedef struct DasaAttempt
 {
 	bool		ok;				/* returned a value, effects kept */
+	bool		suspended;		/* awaited a pending promise: replay later */
+	DasaContext *context;		/* what the attempt created and awaited */
 	bool		final;			/* failed in a way no retry can fix */
 	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
 	ErrorData  *error;			/* when not ok */

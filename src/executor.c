@@ -55,7 +55,7 @@ prepare_plans(void)
 		"SELECT t.id, t.function, t.attempt, p.state = 'pending', p.param, p.timeout_at,"
 		"  f.name IS NOT NULL, f.proc::oid, f.run_as::oid, f.max_attempts,"
 		"  extract(epoch FROM f.initial_backoff) * 1000, extract(epoch FROM f.max_backoff) * 1000,"
-		"  f.jitter, extract(epoch FROM f.timeout) * 1000 "
+		"  f.jitter, extract(epoch FROM f.timeout) * 1000, p.root_id "
 		"FROM dasa.tasks t "
 		"JOIN dasa.promises p ON p.id = t.id "
 		"LEFT JOIN dasa.functions f ON f.name = t.function "
@@ -97,6 +97,7 @@ read_task(SPITupleTable *claimed, int i, DasaTask *task)
 	task->args = isnull ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
 		: DatumGetJsonbPCopy(args);
 	task->timeout_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+	task->root_id = SPI_getvalue(tup, desc, 15);
 	task->registered = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 	if (!task->registered)
 		return;
@@ -165,6 +166,8 @@ process_task(DasaBatch *batch, DasaTask *task)
 	show_running(NULL);
 	if (attempt.ok)
 		dasa_batch_resolved(batch, task, attempt.value);
+	else if (attempt.suspended)
+		dasa_record_suspension(task, attempt.context);
 	else
 		dasa_record_failure(batch, task, attempt.error, attempt.final);
 }
@@ -217,7 +220,7 @@ run_batch(TimestampTz *next_due)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!OidIsValid(get_extension_oid("dasa", true)))
 		n = -1;
-	else if (!OidIsValid(get_relname_relid("tasks", get_namespace_oid("dasa", false))))
+	else if (!dasa_schema_has_callbacks())
 		n = 0;					/* an older version: idle until ALTER EXTENSION UPDATE */
 	else
 	{

@@ -21,6 +21,7 @@ PG_FUNCTION_INFO_V1(dasa_invoke);
 
 static SPIPlanPtr lookup_plan = NULL;
 static SPIPlanPtr task_plan = NULL;
+static SPIPlanPtr recorded_plan = NULL;
 
 /* What invoking needs to know of a registered function. */
 typedef struct RegisteredFunction
@@ -35,8 +36,10 @@ prepare_plans(void)
 	Oid			lookup_types[1] = {TEXTOID};
 	Oid			task_types[3] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
-	if (task_plan != NULL)
+	if (recorded_plan != NULL)
 		return;
+	recorded_plan = dasa_prepare_saved(
+		"SELECT function FROM dasa.tasks WHERE id = $1", 1, lookup_types);
 	lookup_plan = dasa_prepare_saved(
 		"SELECT proc::oid, timeout FROM dasa.functions WHERE name = $1", 1, lookup_types);
 	task_plan = dasa_prepare_saved(
@@ -74,9 +77,65 @@ random_id(void)
 					b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+static Jsonb *
+no_tags(void)
+{
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+}
+
+/* Write the invocation's promise and task unless the id exists; true if written. */
+static bool
+create_invocation(const char *id, const char *name, Jsonb *args, TimestampTz timeout_at,
+				  TimestampTz now, DasaContext *parent)
+{
+	Datum		task_args[3] = {CStringGetTextDatum(id), CStringGetTextDatum(name),
+	TimestampTzGetDatum(now)};
+
+	if (!dasa_insert_promise(id, args, no_tags(), timeout_at, now, parent))
+		return false;
+	dasa_execute(task_plan, task_args, NULL, SPI_OK_INSERT, 0);
+	dasa_wake_at_commit_task();
+	return true;
+}
+
+static const char *
+child_kind(const char *function)
+{
+	return function ? psprintf("an invocation of \"%s\"", function) : "a timer";
+}
+
+/*
+ * A replay finds the child it named before: it must be what this run makes
+ * there (an invocation of the same function, or a timer for function NULL),
+ * or the function does not replay deterministically and no recorded result
+ * can be trusted. Connected to SPI.
+ */
+void
+dasa_check_replay(DasaContext *c, const char *id, const char *function)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	char	   *recorded = NULL;
+
+	prepare_plans();
+	dasa_execute(recorded_plan, args, NULL, SPI_OK_SELECT, 1);
+	if (SPI_processed == 1)
+		recorded = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (recorded == NULL ? function == NULL : (function != NULL && strcmp(recorded, function) == 0))
+		return;
+	c->nondeterministic = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_DASA_NONDETERMINISTIC),
+			 errmsg("non-deterministic replay of invocation \"%s\"", c->id),
+			 errdetail("Child \"%s\" was recorded as %s, but this run makes %s there.", id,
+					   child_kind(recorded), child_kind(function)),
+			 errhint("A function must make the same calls in the same order each time it runs; pass explicit ids to calls that vary.")));
+}
+
 /*
  * Create the invocation of name with args (id NULL: a fresh one; timeout
  * NULL: the function's). Returns its id. An existing id starts nothing new.
+ * Inside a running function, the invocation is its child: named
+ * "<parent>.<n>" unless id is given, its deadline capped at the parent's.
  */
 char *
 dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
@@ -85,11 +144,12 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 	RegisteredFunction fn;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz timeout_at;
-	Jsonb	   *no_tags = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	DasaContext *parent = dasa_context();
+	bool		named_here = (id == NULL);
 	DasaUserSave save;
 
 	if (id == NULL)
-		id = random_id();
+		id = parent ? dasa_context_child_id(parent) : random_id();
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	prepare_plans();
@@ -102,14 +162,12 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
-	if (dasa_insert_promise(id, args, no_tags, timeout_at, now))
-	{
-		Datum		task_args[3] = {CStringGetTextDatum(id), CStringGetTextDatum(name),
-		TimestampTzGetDatum(now)};
-
-		dasa_execute(task_plan, task_args, NULL, SPI_OK_INSERT, 0);
-		dasa_wake_at_commit_task();
-	}
+	if (parent != NULL)
+		timeout_at = dasa_context_cap(parent, timeout_at);
+	if (!create_invocation(id, name, args, timeout_at, now, parent) && parent && named_here)
+		dasa_check_replay(parent, id, name);
+	if (parent != NULL)
+		dasa_context_created(parent, id, name, args, no_tags(), timeout_at);
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -124,4 +182,29 @@ dasa_invoke(PG_FUNCTION_ARGS)
 	Interval   *timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
 	Jsonb	   *args = dasa_check_args(fcinfo, 1);
 	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_internal(name, args, id, timeout, GetUserId())));
+}
+
+/*
+ * Write again, in the executor's own transaction, what a suspending attempt
+ * created: its rollback took the rows away, but the children must go on.
+ * Existing ids are left as they are.
+ */
+void
+dasa_persist_created(DasaContext *c)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+
+	prepare_plans();
+	foreach(lc, c->created)
+	{
+		DasaCreated *made = lfirst(lc);
+
+		if (made->function != NULL)
+			(void) create_invocation(made->id, made->function, made->param,
+									 made->timeout_at, now, c);
+		else
+			(void) dasa_insert_promise(made->id, made->param, made->tags,
+									   made->timeout_at, now, c);
+	}
 }

@@ -37,7 +37,8 @@ prepare_plans(void)
 	resolve_plan = dasa_prepare_saved(
 		"UPDATE dasa.promises p SET state = 'resolved', value = v.value, settled_at = $3 "
 		"FROM unnest($1::text[], $2::jsonb[]) AS v(id, value) "
-		"WHERE p.id = v.id AND p.state = 'pending'",
+		"WHERE p.id = v.id AND p.state = 'pending' "
+		"RETURNING p.id, p.awaited",
 		3, resolve_types);
 	complete_plan = dasa_prepare_saved(
 		"UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $3 "
@@ -127,9 +128,20 @@ dasa_batch_flush(DasaBatch *batch)
 		Datum		args[3] = {text_array(batch->resolved_ids, batch->nresolved),
 		jsonb_array(batch->resolved_values, batch->nresolved), TimestampTzGetDatum(now)};
 
-		dasa_execute(resolve_plan, args, NULL, SPI_OK_UPDATE, 0);
+		List	   *awaited = NIL;
+
+		dasa_execute(resolve_plan, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
+				awaited = lappend(awaited, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		}
 		for (int i = 0; i < batch->nresolved; i++)
 			dasa_wake_at_commit_settled(batch->resolved_ids[i]);
+		if (awaited != NIL)
+			dasa_fire_callbacks(awaited);
 	}
 	if (batch->ncompleted > 0)
 	{

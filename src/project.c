@@ -229,4 +229,6 @@ dasa_spi_row_outcome(int row, DasaOutcome *out)
 	out->state = DatumGetCString(DirectFunctionCall1(enum_out, values[state]));
 	out->value = nulls[value] ? NULL : DatumGetJsonbP(values[value]);
 	out->timeout_at = DatumGetTimestampTz(values[attnum_of(desc, "timeout_at")]);
+	out->settled_at = nulls[attnum_of(desc, "settled_at")] ? 0 :
+		DatumGetTimestampTz(values[attnum_of(desc, "settled_at")]);
 }

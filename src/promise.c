@@ -28,7 +28,8 @@ static SPIPlanPtr expire_plan = NULL;
 static void
 prepare_plans(void)
 {
-	Oid			insert_types[5] = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			insert_types[7] = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID,
+	TEXTOID, TEXTOID};
 	Oid			select_types[1] = {TEXTOID};
 	Oid			settle_types[4] = {TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID};
 	Oid			expire_types[2] = {TEXTOID, TIMESTAMPTZOID};
@@ -36,9 +37,9 @@ prepare_plans(void)
 	if (expire_plan != NULL)
 		return;
 	insert_plan = dasa_prepare_saved(
-		"INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at) "
-		"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-		5, insert_types);
+		"INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+		7, insert_types);
 	select_plan = dasa_prepare_saved(
 		"SELECT * FROM dasa.promises WHERE id = $1", 1, select_types);
 	settle_plan = dasa_prepare_saved(
@@ -89,11 +90,13 @@ optional_payload(FunctionCallInfo fcinfo, int argno, const char *what)
  */
 bool
 dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
-					TimestampTz timeout_at, TimestampTz now)
+					TimestampTz timeout_at, TimestampTz now, DasaContext *parent)
 {
-	Datum		args[5] = {CStringGetTextDatum(id), PointerGetDatum(param),
-	PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now)};
-	char		nulls[5] = {' ', param ? ' ' : 'n', ' ', ' ', ' '};
+	Datum		args[7] = {CStringGetTextDatum(id), PointerGetDatum(param),
+		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
+		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
+	parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0};
+	char		nulls[7] = {' ', param ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n', parent ? ' ' : 'n'};
 
 	prepare_plans();
 	dasa_execute(insert_plan, args, nulls, SPI_OK_INSERT, 1);
@@ -109,12 +112,12 @@ dasa_insert_promise(const char *id, Jsonb *param, Jsonb *tags,
  */
 static bool
 insert_or_find(const char *id, Jsonb *param, Jsonb *tags,
-			   TimestampTz timeout_at, TimestampTz now)
+			   TimestampTz timeout_at, TimestampTz now, DasaContext *parent)
 {
 	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
-		if (dasa_insert_promise(id, param, tags, timeout_at, now))
+		if (dasa_insert_promise(id, param, tags, timeout_at, now, parent))
 			return true;
 		if (select_promise(id))
 			return false;
@@ -132,12 +135,19 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	TimestampTz timeout_at = dasa_check_timeout(fcinfo, 1, "timeout", now);
 	Jsonb	   *param = optional_payload(fcinfo, 2, "param");
 	Jsonb	   *tags = dasa_check_tags(fcinfo, 3);
+	DasaContext *parent = dasa_context();
 	Datum		result = (Datum) 0;
 	bool		inserted;
 
+	/* Inside a function: a child of the running invocation, kept if it suspends. */
+	if (parent != NULL)
+	{
+		timeout_at = dasa_context_cap(parent, timeout_at);
+		dasa_context_created(parent, id, NULL, param, tags, timeout_at);
+	}
 	SPI_connect();
 	prepare_plans();
-	inserted = insert_or_find(id, param, tags, timeout_at, now);
+	inserted = insert_or_find(id, param, tags, timeout_at, now, parent);
 	if (!inserted)
 		result = dasa_spi_row_as_promise(fcinfo, 0, caller_cxt);
 	SPI_finish();
@@ -186,6 +196,35 @@ try_expire(const char *id, TimestampTz now)
 }
 
 /*
+ * What settling the promise (its row in SPI_tuptable) sets off in the same
+ * transaction: waiting tasks become due, and a cancellation or timeout ends
+ * the promise's own task and cancels what it started. SPI_tuptable is kept.
+ */
+static void
+after_settled(const char *id)
+{
+	SPITupleTable *row = SPI_tuptable;
+	DasaOutcome outcome;
+	bool		isnull;
+	int			awaited = SPI_fnumber(row->tupdesc, "awaited");
+
+	dasa_wake_at_commit_settled(id);
+	dasa_spi_row_outcome(0, &outcome);
+	if (awaited > 0 && DatumGetBool(SPI_getbinval(row->vals[0], row->tupdesc, awaited, &isnull)))
+		dasa_fire_callbacks(list_make1(pstrdup(id)));
+	if (awaited > 0 &&
+		(strcmp(outcome.state, "rejected_canceled") == 0 ||
+		 strcmp(outcome.state, "rejected_timedout") == 0))
+	{
+		dasa_end_tasks(list_make1(pstrdup(id)));
+		if (strcmp(outcome.state, "rejected_canceled") == 0)
+			dasa_cancel_children(id);
+	}
+	SPI_tuptable = row;
+	SPI_processed = 1;
+}
+
+/*
  * Settle the promise to target_state unless it already is settled (or
  * expired, which settles it by timeout). Leaves the stored row in
  * SPI_tuptable.
@@ -200,7 +239,7 @@ settle_or_find(const char *id, const char *target_state, Jsonb *value)
 
 		if (try_settle(id, target_state, value, now) || try_expire(id, now))
 		{
-			dasa_wake_at_commit_settled(id);
+			after_settled(id);
 			return;
 		}
 		if (!select_promise(id))

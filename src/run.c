@@ -3,10 +3,12 @@
  *
  * Calls the registered procedure in a subtransaction, as the role that
  * registered it, under a statement timeout (the function's timeout, cut to
- * the promise's deadline) and with GUC changes undone afterwards. A value
- * keeps the subtransaction; an error, or a value that arrives after the
- * deadline, rolls it back (the PL/Python idiom: never let user errors reach
- * the executor's loop). It records nothing itself (outcome.c does).
+ * the promise's deadline), with GUC changes undone afterwards, and within
+ * an execution context (context.c). A value keeps the subtransaction; an
+ * error, a value after the deadline, or a suspension (an await on a pending
+ * promise, even one whose signal the code caught) rolls it back: the
+ * PL/Python idiom, never letting user errors reach the executor's loop. It
+ * records nothing itself (outcome.c and callbacks.c do).
  */
 #include "dasa.h"
 
@@ -113,12 +115,20 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 		return;
 	}
 
+	dasa_context_begin(task);
+	out->context = dasa_context();
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(keep);
 	PG_TRY();
 	{
 		out->value = call_procedure(task, keep);
-		if (GetCurrentTimestamp() >= task->timeout_at)
+		if (out->context->suspended)
+		{
+			/* It awaited a pending promise and caught the signal: suspend anyway. */
+			out->suspended = true;
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		else if (GetCurrentTimestamp() >= task->timeout_at)
 		{
 			/* Too late: the promise times out, so the effects must not stay. */
 			out->error = dasa_make_error(ERRCODE_QUERY_CANCELED,
@@ -138,8 +148,11 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 		out->error = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		out->suspended = out->context->suspended;
+		out->final = out->context->nondeterministic;
 	}
 	PG_END_TRY();
+	dasa_context_end();
 	/* A timeout or cancel that fired as the call ended must not hit the executor's own work. */
 	QueryCancelPending = false;
 	MemoryContextSwitchTo(keep);

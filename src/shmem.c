@@ -311,8 +311,9 @@ dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all)
 	{
 		DasaAwaiter *a = &shared->awaiters[procno];
 
+		/* hash 0: an await_any, woken by any settlement */
 		if (a->dboid == MyDatabaseId &&
-			(wake_all || hash_listed(a->id_hash, hashes, nhashes)))
+			(wake_all || a->id_hash == 0 || hash_listed(a->id_hash, hashes, nhashes)))
 			dasa_wake_procno(procno);
 	}
 	LWLockRelease(shared->awaiters_lock);

@@ -16,7 +16,7 @@ q dasa_up_new "CREATE EXTENSION dasa" >/dev/null
 q dasa_up_old "SELECT dasa.create_promise('kept', '1 hour', '{\"a\": 1}')" >/dev/null
 is "$(q dasa_up_old "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" 0.1.0 "0.1.0 installs"
 q dasa_up_old "ALTER EXTENSION dasa UPDATE" >/dev/null
-is "$(q dasa_up_old "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" 0.2.0 "ALTER EXTENSION dasa UPDATE reaches 0.2.0"
+is "$(q dasa_up_old "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" "$(q dasa_up_old "SELECT default_version FROM pg_available_extensions WHERE name = 'dasa'")" "ALTER EXTENSION dasa UPDATE reaches the current version"
 
 # Everything the extension defines, described from the catalogs (pg_dump
 # would only print CREATE EXTENSION for it).

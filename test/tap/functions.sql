@@ -4,7 +4,7 @@
 \pset format unaligned
 \pset tuples_only true
 BEGIN;
-SELECT plan(16);
+SELECT plan(22);
 
 CREATE FUNCTION pg_temp.ok_fn(args jsonb) RETURNS jsonb LANGUAGE sql AS $$ SELECT args $$;
 CREATE FUNCTION pg_temp.text_fn(args jsonb) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$;
@@ -26,6 +26,13 @@ SELECT throws_ok($$SELECT dasa.invoke('tap_ok', '{}', NULL, '2000 years')$$, '22
 SELECT throws_ok($$CALL dasa.call('tap_ok')$$, '2D000', NULL, 'CALL dasa.call in a transaction block: 2D000');
 SELECT is(dasa.invoke('tap_ok', '{"a": 1}', 'tap-1'), 'tap-1', 'invoke returns the given id');
 SELECT is((SELECT count(*)::int FROM dasa.tasks WHERE id = 'tap-1' AND state = 'pending'), 1, 'and creates its pending task');
+
+SELECT throws_ok($$SELECT dasa.await_all(NULL)$$, '22004', NULL, 'await_all(NULL): 22004');
+SELECT throws_ok($$SELECT dasa.await_all('{}')$$, '22023', NULL, 'await_all of no ids: 22023');
+SELECT throws_ok($$SELECT dasa.await_any(ARRAY['a', NULL])$$, '22004', NULL, 'await_any with a NULL id: 22004');
+SELECT throws_ok($$SELECT dasa.await_any(ARRAY['no-such-promise'])$$, 'P0002', NULL, 'await_any of an unknown id: P0002');
+SELECT throws_ok($$SELECT dasa.sleep('1 s')$$, '55000', NULL, 'dasa.sleep outside a function: 55000');
+SELECT is(dasa.current_invocation(), NULL, 'no current invocation in a plain session');
 
 SELECT * FROM finish();
 ROLLBACK;
