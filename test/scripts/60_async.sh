@@ -170,6 +170,27 @@ is "$(q $db "SELECT count(*) FROM dasa.promises WHERE root_id = 'late' AND timeo
    "no child's deadline passes its parent's"
 ok "and its task ends" wait_for 10 $db "SELECT state = 'completed' FROM dasa.tasks WHERE id = 'late'"
 
+# await_any inside a function: the first to settle wins
+q $db "SELECT dasa.invoke('as_waiter', '{}', 'anyone')" >/dev/null
+ok "a function awaiting any of a long child and a human promise suspends" wait_for 10 $db \
+   "SELECT state = 'suspended' FROM dasa.tasks WHERE id = 'anyone'"
+q $db "SELECT dasa.resolve('anyone.human', '\"first\"')" >/dev/null
+ok "when one of them settles it resumes" settled anyone
+is "$(value anyone)" 'resolved "first"' "with that one's value"
+
+# await_all and await_any from a plain session block until done
+q $db "SELECT dasa.create_promise('pa-' || i, '1 hour') FROM generate_series(1, 3) i" >/dev/null
+q $db "SELECT dasa.resolve('pa-1', '1')" >/dev/null
+(sleep 0.5; q $db "SELECT dasa.resolve('pa-2', '2')" >/dev/null; sleep 0.3; q $db "SELECT dasa.resolve('pa-3', '3')" >/dev/null) &
+is "$(q $db "SELECT dasa.await_all(ARRAY['pa-1', 'pa-2', 'pa-3'], '30 s')")" "[1, 2, 3]" \
+   "dasa.await_all in a plain session waits for all and returns the values in order"
+q $db "SELECT dasa.create_promise('pb-' || i, '1 hour') FROM generate_series(1, 2) i" >/dev/null
+(sleep 0.5; q $db "SELECT dasa.reject('pb-2', '\"no\"')" >/dev/null) &
+out=$(psql -XAtq -v VERBOSITY=sqlstate -d $db -c "SET dasa.await_recheck_interval = '1h'" \
+      -c "SELECT dasa.await_any(ARRAY['pb-1', 'pb-2'], '30 s')" 2>&1)
+is "$out" "ERROR:  DA001" "dasa.await_any in a plain session is woken by the first settlement (a rejection here)"
+wait
+
 # non-deterministic replay
 q $db "SELECT dasa.invoke('as_fickle', '{}', 'fickle')" >/dev/null
 ok "a function that calls something else on replay settles" settled fickle

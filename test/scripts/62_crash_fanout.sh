@@ -32,8 +32,14 @@ BEGIN
   RETURN to_jsonb(total);
 END \$\$;
 SELECT count(*) FROM (SELECT dasa.register('cf_child', 'cf_child(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
-                      UNION ALL SELECT dasa.register('cf_parent', 'cf_parent(jsonb)', max_attempts => 50, initial_backoff => '10 ms')) r" >/dev/null
-q $db "SELECT dasa.invoke('cf_parent', '{\"n\": $n}', 'fan')" >/dev/null
+                      UNION ALL SELECT dasa.register('cf_parent', 'cf_parent(jsonb)', max_attempts => 50, initial_backoff => '10 ms')) r;
+CREATE FUNCTION cf_sleeper(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  PERFORM dasa.sleep('2 seconds');
+  RETURN jsonb_build_object('woke', clock_timestamp());
+END \$\$;
+SELECT count(*) FROM dasa.register('cf_sleeper', 'cf_sleeper(jsonb)')" >/dev/null
+q $db "SELECT dasa.invoke('cf_parent', '{\"n\": $n}', 'fan'), dasa.invoke('cf_sleeper', '{}', 'sleeper')" >/dev/null
 
 sleep 0.7
 diag "$(q $db "SELECT count(*) FROM cf_effects") of $n children done before kill -9 of an executor"
@@ -53,5 +59,9 @@ is "$(q $db "SELECT state || ' ' || value FROM dasa.get_promise('fan')")" "resol
 is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM cf_effects")" "$n $n" \
    "every child's effect exactly once"
 is "$(q $db "SELECT count(*) FROM dasa.promises WHERE parent_id = 'fan'")" $n "and no child was started twice"
+ok "a durable sleep across the crashes wakes after the restart" wait_for 60 $db \
+   "SELECT state = 'resolved' FROM dasa.get_promise('sleeper')"
+is "$(q $db "SELECT (value->>'woke')::timestamptz >= created_at + interval '2 s' FROM dasa.get_promise('sleeper')")" t \
+   "not before its deadline"
 PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE $db" >/dev/null
 done_testing
