@@ -71,7 +71,8 @@ prepare_plans(void)
 	end_plan = dasa_prepare_saved(
 		"WITH ended AS ("
 		"  UPDATE dasa.tasks SET state = 'completed', completed_at = $2"
-		"  WHERE id = ANY($1) AND state IN ('pending', 'suspended') RETURNING id) "
+		"  WHERE id IN (SELECT id FROM dasa.tasks WHERE id = ANY($1)"
+		"    AND state IN ('pending', 'suspended') FOR UPDATE SKIP LOCKED) RETURNING id) "
 		"DELETE FROM dasa.callbacks WHERE task_id IN (SELECT id FROM ended)",
 		2, ids_now);
 	children_plan = dasa_prepare_saved(
@@ -202,7 +203,8 @@ dasa_record_suspension(DasaTask *task, DasaContext *c)
 
 /*
  * The promises in ids settled by cancellation or timeout: their tasks, if
- * any and not running, end, with their callbacks.
+ * any, end with their callbacks. A task an executor holds right now is
+ * skipped: that executor finds the promise settled and ends it itself.
  */
 void
 dasa_end_tasks(List *ids)

@@ -235,6 +235,8 @@ typedef struct DasaAttempt
 {
 	bool		ok;				/* returned a value, effects kept */
 	bool		suspended;		/* awaited a pending promise: replay later */
+	bool		lost;			/* its promise was settled meanwhile (cancel, timeout) */
+	bool		awaited;		/* when ok: tasks wait on the promise it resolved */
 	DasaContext *context;		/* what the attempt created and awaited */
 	bool		final;			/* failed in a way no retry can fix */
 	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
@@ -243,21 +245,20 @@ typedef struct DasaAttempt
 
 typedef struct DasaBatch
 {
-	int			nresolved;
 	int			ncompleted;
-	char	  **resolved_ids;
-	Jsonb	  **resolved_values;
 	char	  **completed_ids;
 	int		   *completed_attempts;
+	List	   *awaited;		/* resolved promises that tasks wait on */
 } DasaBatch;
 
 extern void dasa_run_attempt(DasaTask *task, DasaAttempt *out);
 extern void dasa_batch_init(DasaBatch *batch, int capacity);
-extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, Jsonb *value);
+extern bool dasa_resolve_attempt(const char *id, Jsonb *value, bool *awaited);
+extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, bool awaited);
 extern void dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts);
 extern void dasa_batch_flush(DasaBatch *batch);
 extern void dasa_record_failure(DasaBatch *batch, DasaTask *task, ErrorData *error, bool final);
-extern void dasa_record_expired(DasaBatch *batch, DasaTask *task);
+extern void dasa_record_ended(DasaBatch *batch, DasaTask *task);
 extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
 PGDLLEXPORT void dasa_executor_main(Datum main_arg);
 

@@ -1,7 +1,9 @@
 /*
  * executor.c: an executor background worker of one database.
  *
- * Claims due tasks with FOR UPDATE SKIP LOCKED, runs each (run.c) and
+ * Claims due tasks with FOR UPDATE SKIP LOCKED (their promises with FOR KEY
+ * SHARE: the timeout sweep passes them by, a cancellation does not wait for
+ * the attempt, whose resolution then fails and rolls it back), runs each (run.c) and
  * records its outcome (outcome.c), a batch per transaction: each task keeps
  * its own subtransaction and outcome, and they share the commit. Nothing is
  * marked claimed in the table: the row locks are the claim, so a crash
@@ -61,7 +63,7 @@ prepare_plans(void)
 		"LEFT JOIN dasa.functions f ON f.name = t.function "
 		"WHERE t.state = 'pending' AND t.run_at <= $1 "
 		"ORDER BY t.run_at LIMIT $2 "
-		"FOR UPDATE OF t, p SKIP LOCKED",
+		"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
 		2, claim_types);
 	next_due_plan = dasa_prepare_saved(
 		"SELECT min(run_at) FROM dasa.tasks WHERE state = 'pending' AND run_at > $1",
@@ -158,16 +160,18 @@ process_task(DasaBatch *batch, DasaTask *task)
 	}
 	if (task->timeout_at <= GetCurrentTimestamp())
 	{
-		dasa_record_expired(batch, task);
+		dasa_record_ended(batch, task);
 		return;
 	}
 	show_running(task);
 	dasa_run_attempt(task, &attempt);
 	show_running(NULL);
 	if (attempt.ok)
-		dasa_batch_resolved(batch, task, attempt.value);
+		dasa_batch_resolved(batch, task, attempt.awaited);
 	else if (attempt.suspended)
 		dasa_record_suspension(task, attempt.context);
+	else if (attempt.lost)
+		dasa_record_ended(batch, task);
 	else
 		dasa_record_failure(batch, task, attempt.error, attempt.final);
 }

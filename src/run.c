@@ -128,11 +128,10 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 			out->suspended = true;
 			RollbackAndReleaseCurrentSubTransaction();
 		}
-		else if (GetCurrentTimestamp() >= task->timeout_at)
+		else if (!dasa_resolve_attempt(task->id, out->value, &out->awaited))
 		{
-			/* Too late: the promise times out, so the effects must not stay. */
-			out->error = dasa_make_error(ERRCODE_QUERY_CANCELED,
-										 "the invocation's timeout passed while it ran", NULL);
+			/* Cancelled or timed out meanwhile: the effects must not stay. */
+			out->lost = true;
 			RollbackAndReleaseCurrentSubTransaction();
 		}
 		else

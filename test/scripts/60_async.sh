@@ -86,6 +86,14 @@ BEGIN
 END \$\$;
 CREATE SEQUENCE as_fickle_runs;
 
+-- works for a while, with an effect
+CREATE FUNCTION as_busy(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  INSERT INTO as_effects VALUES (dasa.current_invocation(), 'busy');
+  PERFORM pg_sleep(4);
+  RETURN '\"done\"';
+END \$\$;
+
 SELECT count(*) FROM (
   SELECT dasa.register('as_child', 'as_child(jsonb)')
   UNION ALL SELECT dasa.register('as_fan', 'as_fan(jsonb)')
@@ -94,7 +102,8 @@ SELECT count(*) FROM (
   UNION ALL SELECT dasa.register('as_sleeper', 'as_sleeper(jsonb)')
   UNION ALL SELECT dasa.register('as_approval', 'as_approval(jsonb)')
   UNION ALL SELECT dasa.register('as_waiter', 'as_waiter(jsonb)')
-  UNION ALL SELECT dasa.register('as_fickle', 'as_fickle(jsonb)', max_attempts => 5)) r" >/dev/null
+  UNION ALL SELECT dasa.register('as_fickle', 'as_fickle(jsonb)', max_attempts => 5)
+  UNION ALL SELECT dasa.register('as_busy', 'as_busy(jsonb)')) r" >/dev/null
 
 settled() { wait_for "${2:-60}" $db "SELECT state <> 'pending' FROM dasa.get_promise('$1')"; }
 value() { q $db "SELECT state || ' ' || coalesce(value::text, 'null') FROM dasa.get_promise('$1')"; }
@@ -158,6 +167,15 @@ is "$(q $db "SELECT string_agg(id || '=' || state, ',' ORDER BY id) FROM dasa.pr
 is "$(q $db "SELECT string_agg(id || '=' || state, ',' ORDER BY id) FROM dasa.tasks WHERE id LIKE 'waiter%'")" \
    "waiter=completed,waiter.1=completed" "their tasks end"
 is "$(q $db "SELECT count(*) FROM dasa.callbacks WHERE task_id LIKE 'waiter%'")" 0 "and leave no callbacks behind"
+
+# cancelling while an attempt runs: the cancel does not wait, and the attempt cannot resolve
+q $db "SELECT dasa.invoke('as_busy', '{}', 'busy')" >/dev/null
+wait_for 10 $db "SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'dasa: as_busy (busy)'"
+is "$(q $db "SET statement_timeout = '3s'; SELECT state FROM dasa.cancel('busy')")" rejected_canceled \
+   "an invocation can be cancelled while its attempt runs, without waiting for it"
+ok "the running attempt ends" wait_for 20 $db "SELECT state = 'completed' FROM dasa.tasks WHERE id = 'busy'"
+is "$(value busy)" "rejected_canceled null" "and cannot commit a resolution"
+is "$(q $db "SELECT count(*) FROM as_effects WHERE invocation = 'busy'")" 0 "its effects are rolled back"
 
 # timeouts propagate: children's deadlines are capped at the parent's
 q $db "SELECT dasa.invoke('as_waiter', '{}', 'late', '1 second')" >/dev/null
