@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "access/htup.h"
+#include "storage/itemptr.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
@@ -101,6 +102,7 @@ extern uint32 dasa_hash_id(const char *id, int len);
 
 /* promise.c */
 extern void dasa_settle_internal(const char *id, const char *target_state, Jsonb *value);
+extern bool dasa_expire_internal(const char *id);
 /* (declared below: DasaContext) */
 
 /* invoke.c */
@@ -127,6 +129,7 @@ typedef struct DasaOutcome
 } DasaOutcome;
 
 extern bool dasa_tags_mark_timer(Jsonb *tags);
+extern bool dasa_state_is_pending(Oid typid, Datum state);
 extern void dasa_project_row(TupleDesc desc, Datum *values, bool *nulls,
 							 TimestampTz now);
 extern Datum dasa_spi_row_as_promise(FunctionCallInfo fcinfo, int row,
@@ -171,6 +174,7 @@ typedef struct DasaTask
 {
 	char	   *id;
 	char	   *root_id;		/* NULL: the task is a root */
+	ItemPointerData promise_tid;	/* the promise's row as claimed */
 	char	   *function;
 	int			attempt;		/* attempts made before this one */
 	bool		promise_pending;
@@ -236,7 +240,6 @@ typedef struct DasaAttempt
 	bool		ok;				/* returned a value, effects kept */
 	bool		suspended;		/* awaited a pending promise: replay later */
 	bool		lost;			/* its promise was settled meanwhile (cancel, timeout) */
-	bool		awaited;		/* when ok: tasks wait on the promise it resolved */
 	DasaContext *context;		/* what the attempt created and awaited */
 	bool		final;			/* failed in a way no retry can fix */
 	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
@@ -245,16 +248,18 @@ typedef struct DasaAttempt
 
 typedef struct DasaBatch
 {
+	int			nresolved;
 	int			ncompleted;
+	char	  **resolved_ids;
+	Jsonb	  **resolved_values;
 	char	  **completed_ids;
 	int		   *completed_attempts;
-	List	   *awaited;		/* resolved promises that tasks wait on */
 } DasaBatch;
 
 extern void dasa_run_attempt(DasaTask *task, DasaAttempt *out);
 extern void dasa_batch_init(DasaBatch *batch, int capacity);
-extern bool dasa_resolve_attempt(const char *id, Jsonb *value, bool *awaited);
-extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, bool awaited);
+extern bool dasa_hold_pending_promise(DasaTask *task);
+extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, Jsonb *value);
 extern void dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts);
 extern void dasa_batch_flush(DasaBatch *batch);
 extern void dasa_record_failure(DasaBatch *batch, DasaTask *task, ErrorData *error, bool final);

@@ -26,6 +26,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "storage/itemptr.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -57,7 +58,7 @@ prepare_plans(void)
 		"SELECT t.id, t.function, t.attempt, p.state = 'pending', p.param, p.timeout_at,"
 		"  f.name IS NOT NULL, f.proc::oid, f.run_as::oid, f.max_attempts,"
 		"  extract(epoch FROM f.initial_backoff) * 1000, extract(epoch FROM f.max_backoff) * 1000,"
-		"  f.jitter, extract(epoch FROM f.timeout) * 1000, p.root_id "
+		"  f.jitter, extract(epoch FROM f.timeout) * 1000, p.root_id, p.ctid "
 		"FROM dasa.tasks t "
 		"JOIN dasa.promises p ON p.id = t.id "
 		"LEFT JOIN dasa.functions f ON f.name = t.function "
@@ -100,6 +101,7 @@ read_task(SPITupleTable *claimed, int i, DasaTask *task)
 		: DatumGetJsonbPCopy(args);
 	task->timeout_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 	task->root_id = SPI_getvalue(tup, desc, 15);
+	task->promise_tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 16, &isnull));
 	task->registered = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
 	if (!task->registered)
 		return;
@@ -167,7 +169,7 @@ process_task(DasaBatch *batch, DasaTask *task)
 	dasa_run_attempt(task, &attempt);
 	show_running(NULL);
 	if (attempt.ok)
-		dasa_batch_resolved(batch, task, attempt.awaited);
+		dasa_batch_resolved(batch, task, attempt.value);
 	else if (attempt.suspended)
 		dasa_record_suspension(task, attempt.context);
 	else if (attempt.lost)

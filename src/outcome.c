@@ -1,27 +1,44 @@
 /*
  * outcome.c: what an executor writes when an attempt ends.
  *
- * A value resolves the promise inside the attempt's own subtransaction, so
- * that an attempt whose promise was settled meanwhile (cancelled, timed out)
- * is rolled back with its effects. Completions of a batch's tasks are
- * written with one statement at the end of the batch (the tasks are locked
- * since the claim). A failure is written at once: the attempt's error, then
- * a retry with exponential backoff, or the rejection when attempts run out
- * or the next try would come after the promise's deadline. All of it
- * commits with the batch.
+ * Before an attempt keeps its effects, it takes its promise's row lock and
+ * checks that the promise is still pending: a cancellation (which does not
+ * wait for running attempts) or a timeout that came first rolls the attempt
+ * back instead. Held that way, the batch's resolutions and completions are
+ * then written with one statement each at the end of the batch. A failure
+ * is written at once: the attempt's error, then a retry with exponential
+ * backoff, or the rejection when attempts run out or the next try would
+ * come after the promise's deadline. All of it commits with the batch.
  */
 #include "dasa.h"
 
 #include <math.h>
 
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "common/pg_prng.h"
 #include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 static SPIPlanPtr resolve_plan = NULL;
+
+static AttrNumber
+attnum_of_promises(Relation rel, const char *name)
+{
+	AttrNumber	attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "dasa.promises has no column \"%s\"", name);
+	return attnum;
+}
 static SPIPlanPtr complete_plan = NULL;
 static SPIPlanPtr retry_plan = NULL;
 static SPIPlanPtr attempt_plan = NULL;
@@ -29,7 +46,7 @@ static SPIPlanPtr attempt_plan = NULL;
 static void
 prepare_plans(void)
 {
-	Oid			resolve_types[3] = {TEXTOID, JSONBOID, TIMESTAMPTZOID};
+	Oid			resolve_types[3] = {TEXTARRAYOID, JSONBARRAYOID, TIMESTAMPTZOID};
 	Oid			complete_types[3] = {TEXTARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID};
 	Oid			retry_types[3] = {TEXTOID, INT4OID, TIMESTAMPTZOID};
 	Oid			attempt_types[6] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID};
@@ -37,8 +54,10 @@ prepare_plans(void)
 	if (attempt_plan != NULL)
 		return;
 	resolve_plan = dasa_prepare_saved(
-		"UPDATE dasa.promises SET state = 'resolved', value = $2, settled_at = $3 "
-		"WHERE id = $1 AND state = 'pending' AND timeout_at > $3 RETURNING awaited",
+		"UPDATE dasa.promises p SET state = 'resolved', value = v.value, settled_at = $3 "
+		"FROM unnest($1::text[], $2::jsonb[]) AS v(id, value) "
+		"WHERE p.id = v.id AND p.state = 'pending' "
+		"RETURNING p.id, p.awaited",
 		3, resolve_types);
 	complete_plan = dasa_prepare_saved(
 		"UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $3 "
@@ -58,38 +77,50 @@ void
 dasa_batch_init(DasaBatch *batch, int capacity)
 {
 	memset(batch, 0, sizeof(*batch));
+	batch->resolved_ids = palloc(capacity * sizeof(char *));
+	batch->resolved_values = palloc(capacity * sizeof(Jsonb *));
 	batch->completed_ids = palloc(capacity * sizeof(char *));
 	batch->completed_attempts = palloc(capacity * sizeof(int));
 }
 
 /*
- * Resolve the promise of a successful attempt with value (NULL: SQL NULL),
- * inside its subtransaction. False if it is no longer pending or its
- * deadline has passed: then the attempt must not keep its effects.
+ * Lock the row of the task's promise (its newest version) and confirm it is
+ * still pending and before its deadline. True: nobody else can settle it
+ * until this transaction ends, so the attempt may keep its effects.
  */
 bool
-dasa_resolve_attempt(const char *id, Jsonb *value, bool *awaited)
+dasa_hold_pending_promise(DasaTask *task)
 {
-	Datum		args[3] = {CStringGetTextDatum(id), PointerGetDatum(value),
-	TimestampTzGetDatum(GetCurrentTimestamp())};
-	char		nulls[3] = {' ', value ? ' ' : 'n', ' '};
-	bool		isnull;
+	Relation	rel = table_open(get_relname_relid("promises", get_namespace_oid("dasa", false)),
+								 RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TM_FailureData failure;
+	ItemPointerData tid = task->promise_tid;
+	bool		pending = false;
 
-	prepare_plans();
-	dasa_execute(resolve_plan, args, nulls, SPI_OK_UPDATE_RETURNING, 1);
-	if (SPI_processed == 0)
-		return false;
-	*awaited = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	return true;
+	if (table_tuple_lock(rel, &tid, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
+						 LockTupleNoKeyExclusive, LockWaitBlock,
+						 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
+	{
+		bool		isnull;
+		Datum		state = slot_getattr(slot, attnum_of_promises(rel, "state"), &isnull);
+		Datum		timeout_at = slot_getattr(slot, attnum_of_promises(rel, "timeout_at"), &isnull);
+
+		pending = dasa_state_is_pending(TupleDescAttr(RelationGetDescr(rel),
+													  attnum_of_promises(rel, "state") - 1)->atttypid, state) &&
+			DatumGetTimestampTz(timeout_at) > GetCurrentTimestamp();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return pending;
 }
 
-/* The task's attempt resolved its promise: the task completes. */
+/* The task's attempt resolves its promise with value (NULL: SQL NULL) at the batch's end. */
 void
-dasa_batch_resolved(DasaBatch *batch, DasaTask *task, bool awaited)
+dasa_batch_resolved(DasaBatch *batch, DasaTask *task, Jsonb *value)
 {
-	dasa_wake_at_commit_settled(task->id);
-	if (awaited)
-		batch->awaited = lappend(batch->awaited, task->id);
+	batch->resolved_ids[batch->nresolved] = task->id;
+	batch->resolved_values[batch->nresolved++] = value;
 	dasa_batch_completed(batch, task, task->attempt + 1);
 }
 
@@ -111,6 +142,22 @@ text_array(char **items, int n)
 }
 
 static Datum
+jsonb_array(Jsonb **items, int n)
+{
+	Datum	   *elems = palloc(n * sizeof(Datum));
+	bool	   *nulls = palloc(n * sizeof(bool));
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	for (int i = 0; i < n; i++)
+	{
+		elems[i] = PointerGetDatum(items[i]);
+		nulls[i] = (items[i] == NULL);
+	}
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, JSONBOID, -1, false, TYPALIGN_INT));
+}
+
+static Datum
 int_array(int *items, int n)
 {
 	Datum	   *elems = palloc(n * sizeof(Datum));
@@ -120,15 +167,32 @@ int_array(int *items, int n)
 	return PointerGetDatum(construct_array(elems, n, INT4OID, sizeof(int32), true, TYPALIGN_INT));
 }
 
-/* Wake the tasks waiting on what the batch resolved; complete its tasks. */
+/* Write the batch's resolutions and completions, one statement each. */
 void
 dasa_batch_flush(DasaBatch *batch)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
 	prepare_plans();
-	if (batch->awaited != NIL)
-		dasa_fire_callbacks(batch->awaited);
+	if (batch->nresolved > 0)
+	{
+		Datum		args[3] = {text_array(batch->resolved_ids, batch->nresolved),
+		jsonb_array(batch->resolved_values, batch->nresolved), TimestampTzGetDatum(now)};
+		List	   *awaited = NIL;
+
+		dasa_execute(resolve_plan, args, NULL, SPI_OK_UPDATE_RETURNING, 0);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull)))
+				awaited = lappend(awaited, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		}
+		for (int i = 0; i < batch->nresolved; i++)
+			dasa_wake_at_commit_settled(batch->resolved_ids[i]);
+		if (awaited != NIL)
+			dasa_fire_callbacks(awaited);
+	}
 	if (batch->ncompleted > 0)
 	{
 		Datum		args[3] = {text_array(batch->completed_ids, batch->ncompleted),
@@ -136,7 +200,7 @@ dasa_batch_flush(DasaBatch *batch)
 
 		dasa_execute(complete_plan, args, NULL, SPI_OK_UPDATE, 0);
 	}
-	batch->awaited = NIL;
+	batch->nresolved = 0;
 	batch->ncompleted = 0;
 }
 
@@ -226,11 +290,12 @@ dasa_record_failure(DasaBatch *batch, DasaTask *task, ErrorData *error, bool fin
 
 /*
  * The task's promise is settled by someone else (a cancellation), or its
- * deadline has passed (it times out now): the task ends.
+ * deadline has passed (it times out now): the task ends. (Should it still
+ * be pending, the task stays due and runs again.)
  */
 void
 dasa_record_ended(DasaBatch *batch, DasaTask *task)
 {
-	dasa_settle_internal(task->id, "rejected", NULL);
-	dasa_batch_completed(batch, task, task->attempt);
+	if (dasa_expire_internal(task->id))
+		dasa_batch_completed(batch, task, task->attempt);
 }

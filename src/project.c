@@ -54,6 +54,14 @@ load_labels(Oid typid)
 	labels_typid = typid;
 }
 
+/* Is the enum value (of dasa.promise_state, type typid) 'pending'? */
+bool
+dasa_state_is_pending(Oid typid, Datum state)
+{
+	load_labels(typid);
+	return DatumGetObjectId(state) == pending_oid;
+}
+
 /* Is this tag set a timer's ({"resonate:timer": "true"})? */
 bool
 dasa_tags_mark_timer(Jsonb *tags)

@@ -252,6 +252,27 @@ settle_or_find(const char *id, const char *target_state, Jsonb *value)
 	}
 }
 
+/*
+ * Apply the timeout rule to a promise from dasa's own code: write its
+ * timeout if it has expired. True if the promise is settled now.
+ */
+bool
+dasa_expire_internal(const char *id)
+{
+	DasaOutcome outcome;
+
+	prepare_plans();
+	if (try_expire(id, GetCurrentTimestamp()))
+	{
+		after_settled(id);
+		return true;
+	}
+	if (!select_promise(id))
+		return true;			/* gone: nothing left to wait for */
+	dasa_spi_row_outcome(0, &outcome);
+	return strcmp(outcome.state, "pending") != 0;
+}
+
 /* Settle a promise from dasa's own code (connected to SPI, as the owner). */
 void
 dasa_settle_internal(const char *id, const char *target_state, Jsonb *value)

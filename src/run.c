@@ -128,7 +128,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 			out->suspended = true;
 			RollbackAndReleaseCurrentSubTransaction();
 		}
-		else if (!dasa_resolve_attempt(task->id, out->value, &out->awaited))
+		else if (!dasa_hold_pending_promise(task))
 		{
 			/* Cancelled or timed out meanwhile: the effects must not stay. */
 			out->lost = true;
