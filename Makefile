@@ -18,6 +18,9 @@ all:
 	@echo "pg_config not found: run 'make demo' or 'make test' (they install what is missing), or 'bash scripts/deps.sh'" >&2; exit 1
 endif
 
+# Every object depends on the shared header (PGXS does not track headers).
+$(OBJS): src/dasa.h
+
 .PHONY: demo test deps bench
 
 deps:
