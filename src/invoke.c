@@ -15,6 +15,7 @@
 #include "port.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/regproc.h"
 
 PG_FUNCTION_INFO_V1(dasa_invoke);
@@ -77,10 +78,20 @@ random_id(void)
 					b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
 }
 
+/* The empty tag set of every invocation, parsed once per backend. */
 static Jsonb *
 no_tags(void)
 {
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	static Jsonb *empty = NULL;
+
+	if (empty == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		empty = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+		MemoryContextSwitchTo(old);
+	}
+	return empty;
 }
 
 /* Write the invocation's promise and task unless the id exists; true if written. */
