@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  make gcc
+  make gcc procps
   postgresql-15 postgresql-server-dev-15 libpq-dev
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
 )
