@@ -1,7 +1,9 @@
 # dasa: PGXS build plus the two project commands (demo, test).
 EXTENSION  = dasa
 MODULE_big = dasa
-OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c))
+# src/ is layered (see src/dasa.h): api/ and runtime/ -> core/ -> storage/, ipc/.
+OBJS       = $(patsubst %.c,%.o,$(wildcard src/*.c src/*/*.c))
+DASA_HEADERS = $(wildcard src/*.h src/*/*.h)
 DATA       = $(wildcard sql/dasa--*.sql)
 PG_CPPFLAGS = -Isrc
 PG_CFLAGS  = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
@@ -18,8 +20,8 @@ all:
 	@echo "pg_config not found: run 'make demo' or 'make test' (they install what is missing), or 'bash scripts/deps.sh'" >&2; exit 1
 endif
 
-# Every object depends on the shared header (PGXS does not track headers).
-$(OBJS): src/dasa.h
+# Every object depends on the headers (PGXS does not track them).
+$(OBJS): $(DASA_HEADERS)
 
 .PHONY: demo test deps bench
 

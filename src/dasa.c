@@ -4,7 +4,7 @@
  * Only _PG_init lives here: it refuses to load outside
  * shared_preload_libraries, then lets every other file install its part.
  */
-#include "dasa.h"
+#include "runtime/runtime.h"
 
 #include "miscadmin.h"
 #include "utils/elog.h"
@@ -27,8 +27,8 @@ _PG_init(void)
 				 errdetail("dasa needs shared memory and background workers, which only a preloaded library can set up."),
 				 errhint("Add dasa to shared_preload_libraries in postgresql.conf and restart the server.")));
 
-	dasa_define_gucs();
+	dasa_define_settings();
 	dasa_shmem_install_hooks();
-	dasa_install_utility_hook();
+	dasa_install_ddl_guard();
 	dasa_register_launcher();
 }

@@ -1,0 +1,143 @@
+/*
+ * register.c: dasa.register and dasa.unregister (SQL-callable).
+ *
+ * Checks what is registered (a function (jsonb) -> jsonb the caller may
+ * execute, sane retry options) and who may change a name, then writes the
+ * registration through the kernel as the extension owner. It never runs
+ * the procedure.
+ */
+#include "api/api.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(dasa_register);
+PG_FUNCTION_INFO_V1(dasa_unregister);
+
+/* The procedure must be a plain function taking jsonb and returning jsonb. */
+static void
+check_signature(Oid proc)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(proc));
+	Form_pg_proc form;
+	bool		fits;
+	bool		retset;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function with OID %u does not exist", proc)));
+	form = (Form_pg_proc) GETSTRUCT(tup);
+	fits = form->prokind == PROKIND_FUNCTION && !form->proretset &&
+		form->pronargs == 1 && form->proargtypes.values[0] == JSONBOID &&
+		form->prorettype == JSONBOID;
+	retset = form->proretset;
+	ReleaseSysCache(tup);
+	if (!fits)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
+				 errmsg("%s cannot be registered", format_procedure(proc)),
+				 errdetail("A dasa function is a function (not a procedure) that takes one jsonb argument and returns one jsonb value; %s returns %s%s.",
+						   format_procedure(proc), retset ? "a set of " : "",
+						   format_type_be(get_func_rettype(proc))),
+				 errhint("Wrap it in a function (args jsonb) RETURNS jsonb.")));
+}
+
+static void
+check_retry_options(int max_attempts, Interval *initial, Interval *longest, double jitter)
+{
+	if (max_attempts < 1 || max_attempts > 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be between 1 and 1000"),
+				 errdetail("The value given was %d.", max_attempts)));
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(longest),
+										  IntervalPGetDatum(initial))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_backoff must not be shorter than initial_backoff")));
+	if (isnan(jitter) || jitter < 0 || jitter > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("jitter must be between 0 and 1"),
+				 errdetail("It is the fraction of each backoff that is randomized.")));
+}
+
+static void
+require_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be NULL", what)));
+}
+
+/*
+ * dasa.register(name, fn, max_attempts, initial_backoff, max_backoff,
+ * jitter, timeout): bind name to fn, run as the calling role.
+ */
+Datum
+dasa_register(PG_FUNCTION_ARGS)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	char	   *name = dasa_check_function_name(fcinfo, 0);
+	Oid			caller = GetUserId();
+	Oid			proc;
+	DasaRegistration r = {.name = name, .run_as = caller};
+	DasaUserSave save;
+	DasaRows	row;
+	Datum		result;
+
+	require_not_null(fcinfo, 1, "fn");
+	require_not_null(fcinfo, 2, "max_attempts");
+	require_not_null(fcinfo, 5, "jitter");
+	proc = PG_GETARG_OID(1);
+	r.proc = proc;
+	r.max_attempts = PG_GETARG_INT32(2);
+	r.initial_backoff = dasa_check_interval(fcinfo, 3, "initial_backoff");
+	r.max_backoff = dasa_check_interval(fcinfo, 4, "max_backoff");
+	r.jitter = PG_GETARG_FLOAT8(5);
+	r.timeout = dasa_check_interval(fcinfo, 6, "timeout");
+	check_retry_options(r.max_attempts, r.initial_backoff, r.max_backoff, r.jitter);
+	check_signature(proc);
+	if (pg_proc_aclcheck(proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", format_procedure(proc)),
+				 errdetail("Registering a function needs EXECUTE on it: it will run as the registering role.")));
+
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	dasa_registry_check_owner(name, caller);
+	row = dasa_registry_upsert(&r);
+	result = dasa_row_as_result(fcinfo, &row, 0, caller_cxt);
+	SPI_finish();
+	dasa_restore_user(&save);
+	PG_RETURN_DATUM(result);
+}
+
+/* dasa.unregister(name): true if it was registered. Pending invocations of it fail. */
+Datum
+dasa_unregister(PG_FUNCTION_ARGS)
+{
+	char	   *name = dasa_check_function_name(fcinfo, 0);
+	Oid			caller = GetUserId();
+	DasaUserSave save;
+	bool		deleted;
+
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	dasa_registry_check_owner(name, caller);
+	deleted = dasa_registry_delete(name);
+	SPI_finish();
+	dasa_restore_user(&save);
+	PG_RETURN_BOOL(deleted);
+}

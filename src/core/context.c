@@ -1,0 +1,137 @@
+/*
+ * context.c: the execution context of the invocation an executor runs now.
+ *
+ * Inside a running function, dasa.invoke names children "<parent>.<n>" (n
+ * counts this attempt's calls in order), promises it creates become its
+ * children, and dasa.await on a pending promise suspends the attempt. The
+ * context remembers what the attempt created and awaited, so that the
+ * executor can keep those even though it rolls the attempt's work back, and
+ * it knows the attempt suspended even if user code caught the signal.
+ * Outside an executor there is no context and nothing here applies.
+ */
+#include "core/core.h"
+
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+
+/* Bytes of the root's id kept at the front of a shortened child id. */
+#define ROOT_PREFIX_BYTES 64
+
+static DasaContext *current = NULL;
+
+/* The context of the running invocation, or NULL outside one. */
+DasaContext *
+dasa_context(void)
+{
+	return current;
+}
+
+/* Start the context of one attempt of task; allocated in the current memory context. */
+void
+dasa_context_begin(DasaTask *task)
+{
+	DasaContext *c = palloc0(sizeof(DasaContext));
+
+	c->id = task->id;
+	c->root_id = task->root_id ? task->root_id : task->id;
+	c->deadline = task->timeout_at;
+	c->memory = CurrentMemoryContext;
+	current = c;
+}
+
+void
+dasa_context_end(void)
+{
+	current = NULL;
+}
+
+/* The SHA-256 of s as 64 hex digits. */
+static char *
+sha256_hex(const char *s)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char	   *hex = palloc(2 * PG_SHA256_DIGEST_LENGTH + 1);
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) s, strlen(s)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+	for (int i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + 2 * i, "%02x", digest[i]);
+	return hex;
+}
+
+/*
+ * The id of the next child: "<parent>.<n>" while that fits the id limit.
+ * Deeper down it would not, so the parent's id is replaced by
+ * "<start of the root's id>~<SHA-256 of the parent's id>": still
+ * deterministic (a replay names the same children) and at most about 140
+ * bytes, so a tree may be as deep as it likes. Ids that fit keep the plain
+ * form, so no existing id changes.
+ */
+char *
+dasa_context_child_id(DasaContext *c)
+{
+	int			n = ++c->children;
+	char	   *id = psprintf("%s.%d", c->id, n);
+
+	if (strlen(id) > DASA_MAX_ID_BYTES)
+	{
+		int			keep = pg_mbcliplen(c->root_id, strlen(c->root_id), ROOT_PREFIX_BYTES);
+
+		id = psprintf("%.*s~%s.%d", keep, c->root_id, sha256_hex(c->id), n);
+	}
+	return MemoryContextStrdup(c->memory, id);
+}
+
+/* A child's deadline may not pass its parent's. */
+TimestampTz
+dasa_context_cap(DasaContext *c, TimestampTz timeout_at)
+{
+	return Min(timeout_at, c->deadline);
+}
+
+/* Remember a promise (and, with function non-NULL, its task) this attempt created. */
+void
+dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb *param,
+					 Jsonb *tags, TimestampTz timeout_at)
+{
+	MemoryContext old = MemoryContextSwitchTo(c->memory);
+	DasaCreated *made = palloc0(sizeof(DasaCreated));
+
+	made->id = pstrdup(id);
+	made->function = function ? pstrdup(function) : NULL;
+	made->param = param ? DatumGetJsonbPCopy(PointerGetDatum(param)) : NULL;
+	made->tags = DatumGetJsonbPCopy(PointerGetDatum(tags));
+	made->timeout_at = timeout_at;
+	c->created = lappend(c->created, made);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Suspend the attempt until the given pending promises settle (all of them,
+ * or any one). Raises an error to unwind the user's code; the executor reads
+ * the flag, so catching the error changes nothing.
+ */
+void
+dasa_context_suspend(DasaContext *c, List *ids, bool any)
+{
+	MemoryContext old = MemoryContextSwitchTo(c->memory);
+	ListCell   *lc;
+
+	foreach(lc, ids)
+		c->awaited = lappend(c->awaited, pstrdup((char *) lfirst(lc)));
+	c->await_any = c->await_any || any;
+	c->suspended = true;
+	MemoryContextSwitchTo(old);
+	ereport(ERROR,
+			(errcode(ERRCODE_DASA_SUSPENDED),
+			 errmsg("invocation \"%s\" suspends until %s settles", c->id,
+					list_length(ids) == 1 ? (char *) linitial(ids) : "what it awaits"),
+			 errdetail("This is not a failure: dasa rolls this attempt back and runs the function again once the awaited promises settle."),
+			 errhint("Do not catch this error; if you do, dasa suspends the invocation anyway.")));
+}

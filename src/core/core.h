@@ -1,0 +1,169 @@
+/*
+ * core.h: the kernel. Every write to dasa.promises, dasa.tasks and
+ * dasa.callbacks goes through the functions declared here, and each state
+ * change is written in one place, set-based:
+ *
+ *   promises.c   create and read promises; hold a pending one for an attempt
+ *   settle.c     settle a set of promises and everything that sets off:
+ *                descendants cancelled, tasks ended, callbacks fired,
+ *                wake-ups queued for commit
+ *   tasks.c      the task lifecycle: enqueue, claim, complete, retry or
+ *                reject a failed attempt, end (all fenced by version)
+ *   suspension.c suspend a task on the promises it awaits, resume it
+ *   invocations.c invoke: an invocation's promise and task, replay checks
+ *   registry.c   registered functions
+ *   sweep.c      which promises have expired, and the next deadline
+ *   context.c    the invocation an executor runs now, and its children's ids
+ *   timeout_rule.c the timeout rule as readers see it
+ *
+ * Callers are connected to SPI and run as the extension owner.
+ */
+#ifndef DASA_CORE_H
+#define DASA_CORE_H
+
+#include "ipc/ipc.h"
+#include "storage/storage.h"
+
+#include "access/htup.h"
+#include "storage/itemptr.h"
+#include "utils/elog.h"
+
+/* The columns of dasa.promises, in table order (the row type callers return). */
+#define DASA_PROMISE_SQL_COLUMNS \
+	"id, state, param, value, tags, timeout_at, created_at, settled_at, parent_id, root_id, awaited"
+#define DASA_PROMISE_COLUMN_NAMES \
+	"id", "state", "param", "value", "tags", "timeout_at", "created_at", "settled_at", \
+	"parent_id", "root_id", "awaited"
+
+/* timeout_rule.c: a promise as a reader sees it (the timeout rule applied) */
+typedef struct DasaPromiseRead
+{
+	char	   *state;			/* state label after the timeout rule */
+	Jsonb	   *value;			/* NULL when SQL NULL */
+	TimestampTz timeout_at;
+	TimestampTz settled_at;		/* 0 while pending */
+} DasaPromiseRead;
+
+extern const char *dasa_timeout_state_sql;
+extern bool dasa_tags_mark_timer(Jsonb *tags);
+extern bool dasa_state_is_pending(Oid typid, Datum state);
+extern Datum dasa_pending_state(Oid typid);
+extern void dasa_apply_timeout_rule(TupleDesc desc, Datum *values, bool *nulls, TimestampTz now);
+extern void dasa_promise_read_row(const DasaRows *rows, uint64 row, DasaPromiseRead *out);
+
+/* context.c: the invocation an executor runs now */
+typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
+{
+	char	   *id;
+	char	   *function;		/* NULL: a plain promise */
+	Jsonb	   *param;
+	Jsonb	   *tags;
+	TimestampTz timeout_at;
+} DasaCreated;
+
+typedef struct DasaContext
+{
+	char	   *id;
+	char	   *root_id;
+	TimestampTz deadline;
+	int			children;		/* children named so far in this attempt */
+	List	   *created;		/* DasaCreated */
+	List	   *awaited;		/* ids it suspended on */
+	bool		await_any;
+	bool		suspended;
+	bool		nondeterministic;
+	MemoryContext memory;
+} DasaContext;
+
+/* A claimed task, as the executor runs it. */
+typedef struct DasaTask
+{
+	char	   *id;
+	char	   *root_id;		/* NULL: the task is a root */
+	ItemPointerData promise_tid;	/* the promise's row as claimed */
+	char	   *function;
+	int			attempt;		/* attempts made before this one */
+	int64		version;		/* fencing token: what the claim saw */
+	bool		promise_pending;
+	Jsonb	   *args;
+	TimestampTz timeout_at;
+	bool		registered;		/* false: the function was unregistered */
+	Oid			proc;
+	Oid			run_as;
+	int			max_attempts;
+	double		initial_backoff_ms;
+	double		max_backoff_ms;
+	double		jitter;
+	double		timeout_ms;
+} DasaTask;
+
+extern DasaContext *dasa_context(void);
+extern void dasa_context_begin(DasaTask *task);
+extern void dasa_context_end(void);
+extern char *dasa_context_child_id(DasaContext *c);
+extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
+extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
+								 Jsonb *param, Jsonb *tags, TimestampTz timeout_at);
+extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
+
+/* promises.c */
+extern void dasa_check_payload(Jsonb *value, const char *what);
+extern bool dasa_promise_insert(const char *id, Jsonb *param, Jsonb *tags,
+								TimestampTz timeout_at, TimestampTz now, DasaContext *parent);
+extern DasaRows dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags,
+									TimestampTz timeout_at, TimestampTz now,
+									DasaContext *parent, bool *inserted);
+extern DasaRows dasa_promise_select(const char *id);
+extern bool dasa_promise_read(const char *id, DasaPromiseRead *read, bool *created_here,
+							  MemoryContext keep);
+extern bool dasa_promise_hold_pending(DasaTask *task);
+extern void dasa_raise_not_found(const char *id) pg_attribute_noreturn();
+
+/* settle.c: the one writer of promise states */
+extern DasaRows dasa_settle(int n, char **ids, const char *state, Jsonb **values,
+							bool deadline_applies);
+extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *value);
+extern bool dasa_settle_if_expired(const char *id);
+
+/* tasks.c: the task lifecycle */
+extern void dasa_task_enqueue(const char *id, const char *function, TimestampTz run_at);
+extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
+extern TimestampTz dasa_tasks_next_due(TimestampTz now);
+extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
+extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
+extern void dasa_tasks_end(List *ids);
+extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
+
+/* suspension.c */
+extern void dasa_task_suspend(DasaTask *task, DasaContext *c);
+extern void dasa_callbacks_fire(List *ids);
+
+/* invocations.c */
+extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
+								  Interval *timeout, Oid caller);
+extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
+extern void dasa_persist_created(DasaContext *c);
+
+/* registry.c: dasa.functions */
+typedef struct DasaRegistration
+{
+	const char *name;
+	Oid			proc;
+	Oid			run_as;
+	int			max_attempts;
+	Interval   *initial_backoff;
+	Interval   *max_backoff;
+	double		jitter;
+	Interval   *timeout;
+} DasaRegistration;
+
+extern bool dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout);
+extern void dasa_registry_check_owner(const char *name, Oid caller);
+extern DasaRows dasa_registry_upsert(const DasaRegistration *r);
+extern bool dasa_registry_delete(const char *name);
+
+/* sweep.c */
+extern int	dasa_sweep_expired(TimestampTz now, int batch);
+extern TimestampTz dasa_next_deadline(TimestampTz now);
+
+#endif							/* DASA_CORE_H */

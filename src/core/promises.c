@@ -1,0 +1,188 @@
+/*
+ * promises.c: creating and reading promises.
+ *
+ * Creation is idempotent on id (ON CONFLICT DO NOTHING); a new deadline may
+ * wake the database worker at commit. Reads return raw rows (the timeout
+ * rule is applied by timeout_rule.c). An executor holds a task's promise
+ * pending while its attempt keeps effects. Settling lives in settle.c.
+ */
+#include "core/core.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+/* Insert a pending promise unless the id exists. */
+static DasaStatement insert_promise = {
+	.since = "0.1.0",
+	.sql = "INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID},
+};
+
+/* One promise by id, every column. */
+static DasaStatement select_promise = {
+	.sql = "SELECT " DASA_PROMISE_SQL_COLUMNS " FROM dasa.promises WHERE id = $1",
+	.args = {TEXTOID},
+	.columns = {DASA_PROMISE_COLUMN_NAMES},
+};
+
+/* One promise by id, and whether this transaction wrote its row. */
+static DasaStatement read_promise = {
+	.sql = "SELECT " DASA_PROMISE_SQL_COLUMNS ", xmin AS row_xmin FROM dasa.promises WHERE id = $1",
+	.args = {TEXTOID},
+	.columns = {DASA_PROMISE_COLUMN_NAMES, "row_xmin"},
+};
+
+/* A param, value or tags document must fit dasa.max_payload_size. */
+void
+dasa_check_payload(Jsonb *value, const char *what)
+{
+	Size		size = VARSIZE(value);
+
+	if (size > (Size) dasa_max_payload_kb * 1024)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large", what),
+				 errdetail("It takes %zu bytes; dasa.max_payload_size allows %d kB.",
+						   size, dasa_max_payload_kb),
+				 errhint("Store large data in a table of your own and put its key in the promise.")));
+}
+
+void
+dasa_raise_not_found(const char *id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NO_DATA_FOUND),
+			 errmsg("promise \"%s\" does not exist", id),
+			 errhint("Create it with dasa.create_promise first.")));
+}
+
+/* Insert a pending promise (a child of parent, if any) unless the id exists; true if inserted. */
+bool
+dasa_promise_insert(const char *id, Jsonb *param, Jsonb *tags,
+					TimestampTz timeout_at, TimestampTz now, DasaContext *parent)
+{
+	Datum		args[7] = {CStringGetTextDatum(id), PointerGetDatum(param),
+		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
+		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
+	parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0};
+	char		nulls[7] = {' ', param ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n', parent ? ' ' : 'n'};
+
+	if (dasa_run(&insert_promise, args, nulls, 0).n == 0)
+		return false;
+	dasa_wake_at_commit_deadline(timeout_at);
+	return true;
+}
+
+/* The stored row of a promise (rows.n is 0 if there is none). */
+DasaRows
+dasa_promise_select(const char *id)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+
+	return dasa_run(&select_promise, args, NULL, 1);
+}
+
+/*
+ * Insert a pending promise (*inserted; rows empty), or find the one that
+ * has the id (its row in rows).
+ */
+DasaRows
+dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags, TimestampTz timeout_at,
+					TimestampTz now, DasaContext *parent, bool *inserted)
+{
+	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
+	for (int attempt = 0; attempt < 2; attempt++)
+	{
+		DasaRows	found;
+
+		if ((*inserted = dasa_promise_insert(id, param, tags, timeout_at, now, parent)))
+			return (DasaRows) {.n = 0};
+		found = dasa_promise_select(id);
+		if (found.n == 1)
+			return found;
+	}
+	elog(ERROR, "promise \"%s\" neither inserted nor found", id);
+}
+
+/*
+ * Read a promise as it is now; false if there is none. The state and value
+ * are copied into keep; *created_here says whether this transaction
+ * inserted it.
+ */
+bool
+dasa_promise_read(const char *id, DasaPromiseRead *read, bool *created_here, MemoryContext keep)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	DasaRows	rows = dasa_run(&read_promise, args, NULL, 1);
+	bool		isnull;
+
+	if (rows.n == 0)
+		return false;
+	dasa_promise_read_row(&rows, 0, read);
+	*created_here = TransactionIdIsCurrentTransactionId(
+		DatumGetTransactionId(dasa_get(&rows, 0, "row_xmin", &isnull)));
+	read->state = MemoryContextStrdup(keep, read->state);
+	if (read->value != NULL)
+	{
+		Jsonb	   *copy = MemoryContextAlloc(keep, VARSIZE(read->value));
+
+		memcpy(copy, read->value, VARSIZE(read->value));
+		read->value = copy;
+	}
+	return true;
+}
+
+static AttrNumber
+attnum_of_promises(Relation rel, const char *name)
+{
+	AttrNumber	attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		elog(ERROR, "dasa.promises has no column \"%s\"", name);
+	return attnum;
+}
+
+/*
+ * Lock the row of the task's promise (its newest version) and confirm it is
+ * still pending and before its deadline. True: nobody else can settle it
+ * until this transaction ends, so the attempt may keep its effects. Done in
+ * C on the row the claim saw: an SPI statement per task costs the burn-down
+ * a third of its rate.
+ */
+bool
+dasa_promise_hold_pending(DasaTask *task)
+{
+	Relation	rel = table_open(get_relname_relid("promises", get_namespace_oid("dasa", false)),
+								 RowExclusiveLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	TM_FailureData failure;
+	ItemPointerData tid = task->promise_tid;
+	AttrNumber	state_attnum = attnum_of_promises(rel, "state");
+	bool		pending = false;
+
+	if (table_tuple_lock(rel, &tid, GetActiveSnapshot(), slot, GetCurrentCommandId(false),
+						 LockTupleNoKeyExclusive, LockWaitBlock,
+						 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) == TM_Ok)
+	{
+		bool		isnull;
+		Datum		state = slot_getattr(slot, state_attnum, &isnull);
+		Datum		timeout_at = slot_getattr(slot, attnum_of_promises(rel, "timeout_at"), &isnull);
+
+		pending = dasa_state_is_pending(TupleDescAttr(RelationGetDescr(rel), state_attnum - 1)->atttypid,
+										state) &&
+			DatumGetTimestampTz(timeout_at) > GetCurrentTimestamp();
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return pending;
+}

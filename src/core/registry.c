@@ -1,0 +1,108 @@
+/*
+ * registry.c: dasa.functions, the registered functions.
+ *
+ * A registration binds a name to a procedure (jsonb) -> jsonb, to the role
+ * that registered it (which the executors run it as), and to its retry and
+ * timeout policy. Only that role (or a superuser) may change or remove it.
+ * The checks on what may be registered live with the SQL-callable wrappers
+ * (api/register.c).
+ */
+#include "core/core.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+
+#define FUNCTION_COLUMNS \
+	"name, proc, run_as, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at"
+
+static DasaStatement upsert_function = {
+	.sql = "INSERT INTO dasa.functions AS f (name, proc, run_as, max_attempts, initial_backoff,"
+	"  max_backoff, jitter, timeout, registered_at) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp()) "
+	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, run_as = excluded.run_as,"
+	"  max_attempts = excluded.max_attempts, initial_backoff = excluded.initial_backoff,"
+	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
+	"  timeout = excluded.timeout, registered_at = excluded.registered_at "
+	"RETURNING " FUNCTION_COLUMNS,
+	.args = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
+	INTERVALOID},
+	.columns = {"name", "proc", "run_as", "max_attempts", "initial_backoff", "max_backoff",
+	"jitter", "timeout", "registered_at"},
+};
+
+/* The registering role of $1, its row locked against concurrent changes. */
+static DasaStatement lock_owner = {
+	.sql = "SELECT run_as::oid AS owner FROM dasa.functions WHERE name = $1 FOR UPDATE",
+	.args = {TEXTOID},
+	.columns = {"owner"},
+};
+
+static DasaStatement delete_function = {
+	.sql = "DELETE FROM dasa.functions WHERE name = $1",
+	.args = {TEXTOID},
+};
+
+/* What invoking needs to know of $1. */
+static DasaStatement lookup_function = {
+	.sql = "SELECT proc::oid AS proc, timeout FROM dasa.functions WHERE name = $1",
+	.args = {TEXTOID},
+	.columns = {"proc", "timeout"},
+};
+
+/* The procedure and default timeout of a registered function; false if not registered. */
+bool
+dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout)
+{
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	DasaRows	rows = dasa_run(&lookup_function, args, NULL, 1);
+	bool		isnull;
+
+	if (rows.n == 0)
+		return false;
+	*proc = DatumGetObjectId(dasa_get(&rows, 0, "proc", &isnull));
+	*timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
+	return true;
+}
+
+/* Lock the registration of name; error unless caller may change it. */
+void
+dasa_registry_check_owner(const char *name, Oid caller)
+{
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	DasaRows	rows = dasa_run(&lock_owner, args, NULL, 1);
+	bool		isnull;
+	Oid			owner;
+
+	if (rows.n == 0)
+		return;
+	owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
+	if (owner != caller && !superuser_arg(caller))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("function \"%s\" was registered by role \"%s\"", name,
+						GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+				 errhint("Only that role or a superuser can change it; register under another name.")));
+}
+
+/* Insert or update a registration; returns its row. */
+DasaRows
+dasa_registry_upsert(const DasaRegistration *r)
+{
+	Datum		args[8] = {CStringGetTextDatum(r->name), ObjectIdGetDatum(r->proc),
+		ObjectIdGetDatum(r->run_as), Int32GetDatum(r->max_attempts),
+		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
+	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout)};
+
+	return dasa_run(&upsert_function, args, NULL, 1);
+}
+
+/* Remove a registration; true if there was one. */
+bool
+dasa_registry_delete(const char *name)
+{
+	Datum		args[1] = {CStringGetTextDatum(name)};
+
+	return dasa_run(&delete_function, args, NULL, 0).n > 0;
+}

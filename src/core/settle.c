@@ -1,0 +1,209 @@
+/*
+ * settle.c: the one writer of promise states.
+ *
+ * dasa_settle settles a set of pending promises in one statement and, in
+ * the same transaction, does everything a settlement sets off: a promise
+ * cancelled or timed out takes every pending promise under it along (one
+ * recursive statement, whatever the depth of the tree), their tasks end,
+ * tasks suspended on any settled promise are resumed, and the wake-ups of
+ * awaiting sessions and executors are queued for commit. Every settling
+ * path (resolve/reject/cancel, an executor's batch, a rejection after
+ * retries, the timeout sweep) comes through here.
+ *
+ * Racing settlements of one promise rely on the row lock: the first UPDATE
+ * wins; the others re-check the row after it commits, find it settled and
+ * change nothing.
+ */
+#include "core/core.h"
+
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+
+/*
+ * Settle the pending promises $1 to state $2 with values $3. One whose
+ * deadline is at or before $4 times out instead (a timer resolves), settled
+ * at its deadline; the others are settled at $5. With $2 NULL, only those
+ * past their deadline are settled. (p.id = ANY($1) keeps the plan on the
+ * primary key even when it was made while the table was small.)
+ */
+static DasaStatement settle_promises = {
+	.sql = "UPDATE dasa.promises p SET"
+	"  state = CASE WHEN p.timeout_at <= $4 THEN %s ELSE $2::dasa.promise_state END,"
+	"  value = CASE WHEN p.timeout_at <= $4 THEN NULL ELSE v.value END,"
+	"  settled_at = CASE WHEN p.timeout_at <= $4 THEN p.timeout_at ELSE $5 END "
+	"FROM unnest($1::text[], $3::jsonb[]) AS v(id, value) "
+	"WHERE p.id = v.id AND p.id = ANY($1) AND p.state = 'pending'"
+	"  AND ($2 IS NOT NULL OR p.timeout_at <= $4) "
+	"RETURNING p.id, p.state, p.param, p.value, p.tags, p.timeout_at, p.created_at,"
+	"  p.settled_at, p.parent_id, p.root_id, p.awaited",
+	.args = {TEXTARRAYOID, TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+	.columns = {DASA_PROMISE_COLUMN_NAMES},
+};
+
+/*
+ * Every pending promise under the promises $1, at any depth: what an
+ * invocation started ends with it. UNION, not UNION ALL, so that even a
+ * corrupted tree with a cycle ends. The children of each level are found
+ * through a LATERAL subquery that cannot be flattened, so that a plan made
+ * while the table was small still probes the parent index once per row
+ * instead of walking it.
+ */
+static DasaStatement pending_descendants = {
+	.sql = "WITH RECURSIVE tree(id) AS ("
+	"  SELECT c.id FROM dasa.promises c WHERE c.parent_id = ANY($1) AND c.state = 'pending'"
+	"  UNION"
+	"  SELECT c.id FROM tree CROSS JOIN LATERAL (SELECT id FROM dasa.promises c"
+	"    WHERE c.parent_id = tree.id AND c.state = 'pending' OFFSET 0) c) "
+	"SELECT id FROM tree",
+	.args = {TEXTARRAYOID},
+	.columns = {"id"},
+};
+
+/* The settle statement embeds the timeout rule's SQL; filled in once. */
+static void
+complete_sql(void)
+{
+	if (strstr(settle_promises.sql, "%s") != NULL)
+		settle_promises.sql = MemoryContextStrdup(TopMemoryContext,
+												  psprintf(settle_promises.sql, dasa_timeout_state_sql));
+}
+
+/* What a set of settlements sets off, gathered while reading them. */
+typedef struct Aftermath
+{
+	List	   *awaited;		/* settled promises that tasks wait on */
+	List	   *ended;			/* settled by cancellation or timeout */
+} Aftermath;
+
+static void
+note_settled(Aftermath *after, char *id, const char *state, bool awaited)
+{
+	dasa_wake_at_commit_settled(id);
+	if (awaited)
+		after->awaited = lappend(after->awaited, id);
+	if (strcmp(state, "rejected_canceled") == 0 || strcmp(state, "rejected_timedout") == 0)
+		after->ended = lappend(after->ended, id);
+}
+
+/* Run the settle statement; the rows it settled. */
+static DasaRows
+settle_rows(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies,
+			TimestampTz now)
+{
+	Jsonb	  **no_values = values ? NULL : palloc0(Max(n, 1) * sizeof(Jsonb *));
+	Datum		args[5] = {dasa_text_array(ids, n), state ? CStringGetTextDatum(state) : (Datum) 0,
+		dasa_jsonb_array(values ? values : no_values, n),
+		TimestampTzGetDatum(deadline_applies ? now : DT_NOBEGIN),
+	TimestampTzGetDatum(now)};
+	char		nulls[5] = {' ', state ? ' ' : 'n', ' ', ' ', ' '};
+
+	complete_sql();
+	return dasa_run(&settle_promises, args, nulls, 0);
+}
+
+static void
+note_rows(Aftermath *after, const DasaRows *rows)
+{
+	for (uint64 i = 0; i < rows->n; i++)
+	{
+		DasaPromiseRead read;
+
+		dasa_promise_read_row(rows, i, &read);
+		note_settled(after, dasa_get_text(rows, i, "id"), read.state,
+					 dasa_get_bool(rows, i, "awaited"));
+	}
+}
+
+/* Cancel every pending promise under the ended ones (one past its deadline times out). */
+static void
+cancel_descendants(Aftermath *after, TimestampTz now)
+{
+	Datum		args[1] = {dasa_text_array_of_list(after->ended)};
+	DasaRows	found = dasa_run(&pending_descendants, args, NULL, 0);
+	char	  **ids = palloc(Max(found.n, 1) * sizeof(char *));
+	DasaRows	cancelled;
+
+	if (found.n == 0)
+		return;
+	for (uint64 i = 0; i < found.n; i++)
+		ids[i] = dasa_get_text(&found, i, "id");
+	cancelled = settle_rows((int) found.n, ids, "rejected_canceled", NULL, true, now);
+	note_rows(after, &cancelled);
+}
+
+/*
+ * Settle each pending promise ids[i] to state with values[i] (values NULL:
+ * all SQL NULL). With deadline_applies, one whose deadline has passed
+ * times out instead; an executor keeping an attempt's effects has held the
+ * promise pending and passes false. State NULL settles only the expired
+ * ones. Returns the rows this call settled (not the descendants it
+ * cancelled).
+ */
+DasaRows
+dasa_settle(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Aftermath	after = {NIL, NIL};
+	DasaRows	settled = settle_rows(n, ids, state, values, deadline_applies, now);
+
+	note_rows(&after, &settled);
+	if (after.ended != NIL)
+	{
+		cancel_descendants(&after, now);
+		dasa_tasks_end(after.ended);
+	}
+	if (after.awaited != NIL)
+		dasa_callbacks_fire(after.awaited);
+	return settled;
+}
+
+/*
+ * Settle one promise to state unless it is settled already (or expired,
+ * which settles it by timeout). Returns its stored row either way; an
+ * unknown id is an error.
+ */
+DasaRows
+dasa_settle_or_read(const char *id, const char *state, Jsonb *value)
+{
+	char	   *ids[1] = {(char *) id};
+	Jsonb	   *values[1] = {value};
+
+	for (;;)
+	{
+		DasaRows	rows = dasa_settle(1, ids, state, values, true);
+		DasaPromiseRead read;
+
+		if (rows.n == 1)
+			return rows;
+		rows = dasa_promise_select(id);
+		if (rows.n == 0)
+			dasa_raise_not_found(id);
+		dasa_promise_read_row(&rows, 0, &read);
+		if (strcmp(read.state, "pending") != 0)
+			return rows;
+		/* Created and committed by someone else between our statements: try again. */
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Apply the timeout rule to a promise from dasa's own code: write its
+ * timeout if it has expired. True if the promise is settled now (or gone).
+ */
+bool
+dasa_settle_if_expired(const char *id)
+{
+	char	   *ids[1] = {(char *) id};
+	DasaRows	rows;
+	DasaPromiseRead read;
+
+	if (dasa_settle(1, ids, NULL, NULL, true).n == 1)
+		return true;
+	rows = dasa_promise_select(id);
+	if (rows.n == 0)
+		return true;
+	dasa_promise_read_row(&rows, 0, &read);
+	return strcmp(read.state, "pending") != 0;
+}

@@ -1,0 +1,159 @@
+/*
+ * suspension.c: suspended tasks and the promises that resume them.
+ *
+ * A suspending attempt marks each promise it waits on as awaited (an UPDATE,
+ * so it also locks the row and reads its current state), adds a callback
+ * (promise -> task) for each still pending, and parks its task with a count
+ * of settlements it needs. Whoever settles an awaited promise fires its
+ * callbacks in the same transaction: the count drops, and at zero the task
+ * is due again and an executor is woken at commit. Because both sides take
+ * the promise's row lock, a settlement racing a suspension is always seen
+ * by one of them: no wake-up is lost.
+ */
+#include "core/core.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
+/* Mark the promises $1 awaited (locking their rows); which are pending before their deadline. */
+static DasaStatement mark_awaited = {
+	.sql = "UPDATE dasa.promises SET awaited = true WHERE id = ANY($1) "
+	"RETURNING id, state = 'pending' AND timeout_at > $2 AS pending",
+	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
+	.columns = {"id", "pending"},
+};
+
+static DasaStatement add_callbacks = {
+	.sql = "INSERT INTO dasa.callbacks (promise_id, task_id) SELECT unnest($1::text[]), $2 "
+	"ON CONFLICT DO NOTHING",
+	.args = {TEXTARRAYOID, TEXTOID},
+};
+
+/* Park task $1 until $2 settlements (suspended), or make it due at once ($4 false). */
+static DasaStatement park_task = {
+	.sql = "UPDATE dasa.tasks SET state = CASE WHEN $4 THEN 'suspended' ELSE 'pending' END::dasa.task_state,"
+	"  blocked = $2, run_at = $3, replays = replays + 1 WHERE id = $1",
+	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, BOOLOID},
+};
+
+/*
+ * Fire the callbacks of the settled promises $1: which tasks they leave
+ * due. (The ANY(ARRAY(...)) keeps the plan on the primary key of tasks.)
+ */
+static DasaStatement fire_callbacks = {
+	.sql = "WITH fired AS (DELETE FROM dasa.callbacks WHERE promise_id = ANY($1) RETURNING task_id),"
+	"  counts AS (SELECT task_id, count(*) AS n FROM fired GROUP BY task_id) "
+	"UPDATE dasa.tasks t SET blocked = t.blocked - c.n,"
+	"  state = CASE WHEN t.blocked - c.n <= 0 THEN 'pending' ELSE t.state END::dasa.task_state,"
+	"  run_at = CASE WHEN t.blocked - c.n <= 0 THEN $2 ELSE t.run_at END "
+	"FROM counts c WHERE t.id = c.task_id AND t.id = ANY(ARRAY(SELECT task_id FROM counts))"
+	"  AND t.state = 'suspended' "
+	"RETURNING t.id, t.state = 'pending' AS resumed",
+	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
+	.columns = {"id", "resumed"},
+};
+
+/* Drop the remaining callbacks of the resumed tasks $1 (await_any). */
+static DasaStatement forget_callbacks = {
+	.sql = "DELETE FROM dasa.callbacks WHERE task_id = ANY($1)",
+	.args = {TEXTARRAYOID},
+};
+
+/* ids as a list without repeats (they are C strings, not nodes). */
+static List *
+append_unique(List *ids, char *id)
+{
+	ListCell   *lc;
+
+	foreach(lc, ids)
+		if (strcmp((char *) lfirst(lc), id) == 0)
+			return ids;
+	return lappend(ids, id);
+}
+
+/*
+ * Promises in ids were settled in this transaction and were awaited: make
+ * the tasks waiting on them due once they have what they need.
+ */
+void
+dasa_callbacks_fire(List *ids)
+{
+	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(GetCurrentTimestamp())};
+	DasaRows	fired = dasa_run(&fire_callbacks, args, NULL, 0);
+	List	   *resumed = NIL;
+
+	for (uint64 i = 0; i < fired.n; i++)
+		if (dasa_get_bool(&fired, i, "resumed"))
+			resumed = lappend(resumed, dasa_get_text(&fired, i, "id"));
+	if (resumed == NIL)
+		return;
+	/* A task resumed by await_any still has callbacks on the others. */
+	args[0] = dasa_text_array_of_list(resumed);
+	(void) dasa_run(&forget_callbacks, args, NULL, 0);
+	dasa_wake_at_commit_task();
+}
+
+/* What an attempt suspended on: the awaited promises, plus (unless it awaits any)
+ * the pending invocations it started, so a fan-out resumes once, not per child. */
+static List *
+blocking_set(DasaContext *c)
+{
+	List	   *ids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, c->awaited)
+		ids = append_unique(ids, (char *) lfirst(lc));
+	if (c->await_any)
+		return ids;
+	foreach(lc, c->created)
+	{
+		DasaCreated *made = lfirst(lc);
+
+		if (made->function != NULL)
+			ids = append_unique(ids, made->id);
+	}
+	return ids;
+}
+
+/*
+ * Suspend the task of an attempt that awaited pending promises: keep what
+ * it created, register its callbacks, and make it wait for the settlements
+ * it needs (or make it due at once if they happened already).
+ */
+void
+dasa_task_suspend(DasaTask *task, DasaContext *c)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	List	   *blocking;
+	List	   *pending = NIL;
+	DasaRows	marked;
+	Datum		args[4];
+	int			needed;
+
+	dasa_persist_created(c);
+	blocking = blocking_set(c);
+	args[0] = dasa_text_array_of_list(blocking);
+	args[1] = TimestampTzGetDatum(now);
+	marked = dasa_run(&mark_awaited, args, NULL, 0);
+	for (uint64 i = 0; i < marked.n; i++)
+		if (dasa_get_bool(&marked, i, "pending"))
+			pending = append_unique(pending, dasa_get_text(&marked, i, "id"));
+	/* await_any needs one settlement, unless one happened already */
+	if (c->await_any)
+		needed = list_length(pending) == list_length(blocking) ? 1 : 0;
+	else
+		needed = list_length(pending);
+	if (needed > 0)
+	{
+		Datum		cb_args[2] = {dasa_text_array_of_list(pending), CStringGetTextDatum(task->id)};
+
+		(void) dasa_run(&add_callbacks, cb_args, NULL, 0);
+	}
+	args[0] = CStringGetTextDatum(task->id);
+	args[1] = Int32GetDatum(needed);
+	args[2] = TimestampTzGetDatum(now);
+	args[3] = BoolGetDatum(needed > 0);
+	(void) dasa_run(&park_task, args, NULL, 0);
+	if (needed == 0)
+		dasa_wake_at_commit_task();
+}

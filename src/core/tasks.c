@@ -1,0 +1,265 @@
+/*
+ * tasks.c: the task lifecycle.
+ *
+ * A task is the schedulable part of an invocation (same id as its promise):
+ * enqueued pending with the invocation, claimed by locking it (FOR UPDATE
+ * SKIP LOCKED: the row lock is the claim, so a crash leaves nothing
+ * claimed), completed when its promise settles, retried with exponential
+ * backoff after a failed attempt or rejected when attempts run out, and
+ * ended when its promise is cancelled or times out. Completions and retries
+ * are fenced by the version the claim saw: a writer holding a stale claim
+ * changes nothing. Suspension and resumption live in suspension.c.
+ */
+#include "core/core.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+static DasaStatement enqueue_task = {
+	.sql = "INSERT INTO dasa.tasks (id, function, run_at) VALUES ($1, $2, $3)",
+	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID},
+};
+
+/*
+ * Claim up to $2 due tasks, with what running them needs. Their promises
+ * are share-locked: the timeout sweep passes them by, and a cancellation
+ * does not wait for the attempt (the attempt's hold then fails).
+ */
+static DasaStatement claim_tasks = {
+	.sql = "SELECT t.id, t.function, t.attempt, t.version, p.state = 'pending' AS promise_pending,"
+	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid,"
+	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc, f.run_as::oid AS run_as,"
+	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms,"
+	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter,"
+	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms "
+	"FROM dasa.tasks t "
+	"JOIN dasa.promises p ON p.id = t.id "
+	"LEFT JOIN dasa.functions f ON f.name = t.function "
+	"WHERE t.state = 'pending' AND t.run_at <= $1 "
+	"ORDER BY t.run_at LIMIT $2 "
+	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
+	.args = {TIMESTAMPTZOID, INT4OID},
+	.columns = {"id", "function", "attempt", "version", "promise_pending", "args", "timeout_at",
+		"root_id", "promise_tid", "registered", "proc", "run_as", "max_attempts",
+	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms"},
+};
+
+/* When the next pending task after $1 falls due. */
+static DasaStatement next_due = {
+	.sql = "SELECT min(run_at) AS next FROM dasa.tasks WHERE state = 'pending' AND run_at > $1",
+	.args = {TIMESTAMPTZOID},
+	.columns = {"next"},
+};
+
+/*
+ * Complete the tasks $1 after $2 attempts each, if their version is still
+ * $3. (t.id = ANY($1) keeps the plan on the primary key, however small the
+ * table was when it was made.)
+ */
+static DasaStatement complete_tasks = {
+	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4 "
+	"FROM unnest($1::text[], $2::int[], $3::bigint[]) AS v(id, attempt, version) "
+	"WHERE t.id = v.id AND t.id = ANY($1) AND t.version = v.version",
+	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID},
+};
+
+/* Retry task $1 at $3 after $2 attempts, if its version is still $4. */
+static DasaStatement retry_task = {
+	.sql = "UPDATE dasa.tasks SET attempt = $2, run_at = $3 WHERE id = $1 AND version = $4",
+	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID},
+};
+
+/* Record a failed attempt. */
+static DasaStatement record_attempt = {
+	.sql = "INSERT INTO dasa.attempts (task_id, attempt, sqlstate, message, detail, failed_at) "
+	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task_id, attempt) DO UPDATE "
+	"SET sqlstate = excluded.sqlstate, message = excluded.message, "
+	"detail = excluded.detail, failed_at = excluded.failed_at",
+	.args = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID},
+};
+
+/*
+ * End the tasks of the promises $1 (cancelled or timed out) with their
+ * callbacks. A task an executor holds right now is skipped: that executor
+ * finds the promise settled and ends it itself.
+ */
+static DasaStatement end_tasks = {
+	.sql = "WITH ended AS ("
+	"  UPDATE dasa.tasks SET state = 'completed', completed_at = $2"
+	"  WHERE id = ANY($1) AND id IN (SELECT id FROM dasa.tasks WHERE id = ANY($1)"
+	"    AND state IN ('pending', 'suspended') FOR UPDATE SKIP LOCKED) RETURNING id) "
+	"DELETE FROM dasa.callbacks WHERE task_id = ANY(ARRAY(SELECT id FROM ended))",
+	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
+};
+
+/* A new invocation's task, due at run_at; an executor is woken at commit. */
+void
+dasa_task_enqueue(const char *id, const char *function, TimestampTz run_at)
+{
+	Datum		args[3] = {CStringGetTextDatum(id), CStringGetTextDatum(function),
+	TimestampTzGetDatum(run_at)};
+
+	(void) dasa_run(&enqueue_task, args, NULL, 0);
+	dasa_wake_at_commit_task();
+}
+
+/* Copy claimed row i into task (in the current memory context). */
+static void
+read_task(const DasaRows *rows, uint64 i, DasaTask *task)
+{
+	bool		isnull;
+	Jsonb	   *args = dasa_get_jsonb_copy(rows, i, "args");
+
+	task->id = dasa_get_text(rows, i, "id");
+	task->function = dasa_get_text(rows, i, "function");
+	task->attempt = dasa_get_int32(rows, i, "attempt");
+	task->version = dasa_get_int64(rows, i, "version");
+	task->promise_pending = dasa_get_bool(rows, i, "promise_pending");
+	task->args = args ? args : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	task->timeout_at = dasa_get_timestamp(rows, i, "timeout_at");
+	task->root_id = dasa_get_text(rows, i, "root_id");
+	task->promise_tid = *(ItemPointer) DatumGetPointer(dasa_get(rows, i, "promise_tid", &isnull));
+	task->registered = dasa_get_bool(rows, i, "registered");
+	if (!task->registered)
+		return;
+	task->proc = DatumGetObjectId(dasa_get(rows, i, "proc", &isnull));
+	task->run_as = DatumGetObjectId(dasa_get(rows, i, "run_as", &isnull));
+	task->max_attempts = dasa_get_int32(rows, i, "max_attempts");
+	task->initial_backoff_ms = dasa_get_float8(rows, i, "initial_backoff_ms");
+	task->max_backoff_ms = dasa_get_float8(rows, i, "max_backoff_ms");
+	task->jitter = dasa_get_float8(rows, i, "jitter");
+	task->timeout_ms = dasa_get_float8(rows, i, "timeout_ms");
+}
+
+/* Claim up to limit due tasks (locked until commit); returns how many. */
+int
+dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks)
+{
+	Datum		args[2] = {TimestampTzGetDatum(now), Int32GetDatum(limit)};
+	DasaRows	claimed = dasa_run(&claim_tasks, args, NULL, 0);
+
+	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
+	for (uint64 i = 0; i < claimed.n; i++)
+		read_task(&claimed, i, &(*tasks)[i]);
+	return (int) claimed.n;
+}
+
+/* When the next pending task falls due after now; 0 if none. */
+TimestampTz
+dasa_tasks_next_due(TimestampTz now)
+{
+	Datum		args[1] = {TimestampTzGetDatum(now)};
+	DasaRows	rows = dasa_run(&next_due, args, NULL, 1);
+
+	return dasa_get_timestamp(&rows, 0, "next");
+}
+
+/* Complete n tasks after the given attempts, fenced by the versions their claims saw. */
+void
+dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions)
+{
+	Datum		args[4] = {dasa_text_array(ids, n), dasa_int4_array(attempts, n),
+	dasa_int8_array(versions, n), TimestampTzGetDatum(GetCurrentTimestamp())};
+
+	if (n > 0)
+		(void) dasa_run(&complete_tasks, args, NULL, 0);
+}
+
+/* End the tasks of the promises in ids (settled by cancellation or timeout). */
+void
+dasa_tasks_end(List *ids)
+{
+	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(GetCurrentTimestamp())};
+
+	(void) dasa_run(&end_tasks, args, NULL, 0);
+}
+
+/* An ErrorData for failures dasa detects itself. */
+ErrorData *
+dasa_make_error(int sqlerrcode, const char *message, const char *detail)
+{
+	ErrorData  *e = palloc0(sizeof(ErrorData));
+
+	e->elevel = ERROR;
+	e->sqlerrcode = sqlerrcode;
+	e->message = pstrdup(message);
+	e->detail = detail ? pstrdup(detail) : NULL;
+	return e;
+}
+
+/* The rejection value: {"sqlstate", "message", "detail", "attempts"}. */
+static Jsonb *
+error_value(ErrorData *error, int attempts)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"sqlstate\": ");
+	escape_json(&buf, unpack_sql_state(error->sqlerrcode));
+	appendStringInfoString(&buf, ", \"message\": ");
+	escape_json(&buf, error->message ? error->message : "");
+	appendStringInfoString(&buf, ", \"detail\": ");
+	if (error->detail)
+		escape_json(&buf, error->detail);
+	else
+		appendStringInfoString(&buf, "null");
+	appendStringInfo(&buf, ", \"attempts\": %d}", attempts);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+static void
+insert_attempt(DasaTask *task, int attempt, ErrorData *error, TimestampTz now)
+{
+	Datum		args[6] = {CStringGetTextDatum(task->id), Int32GetDatum(attempt),
+		CStringGetTextDatum(unpack_sql_state(error->sqlerrcode)),
+		CStringGetTextDatum(error->message ? error->message : ""),
+		error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0,
+	TimestampTzGetDatum(now)};
+	char		nulls[6] = {' ', ' ', ' ', ' ', error->detail ? ' ' : 'n', ' '};
+
+	(void) dasa_run(&record_attempt, args, nulls, 0);
+}
+
+/* Backoff before the next attempt: exponential, capped, with jitter. */
+static double
+backoff_ms(DasaTask *task, int attempts)
+{
+	double		ms = task->initial_backoff_ms * pow(2.0, Min(attempts - 1, 60));
+
+	ms = Min(ms, task->max_backoff_ms);
+	ms *= 1.0 + task->jitter * (2.0 * pg_prng_double(&pg_global_prng_state) - 1.0);
+	return Max(ms, 0.0);
+}
+
+/*
+ * An attempt of task failed: record it, then retry later, or reject the
+ * promise with the error and complete the task (attempts exhausted, the
+ * deadline would come first, or a failure no retry can mend). True if the
+ * task ended.
+ */
+bool
+dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			attempts = task->attempt + 1;
+	TimestampTz next = now + (TimestampTz) (backoff_ms(task, attempts) * 1000.0);
+	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(attempts),
+	TimestampTzGetDatum(next), Int64GetDatum(task->version)};
+
+	insert_attempt(task, attempts, error, now);
+	if (final || attempts >= task->max_attempts || next >= task->timeout_at)
+	{
+		Jsonb	   *values[1] = {error_value(error, attempts)};
+
+		(void) dasa_settle(1, &task->id, "rejected", values, true);
+		dasa_tasks_complete(1, &task->id, &attempts, &task->version);
+		return true;
+	}
+	(void) dasa_run(&retry_task, args, NULL, 0);
+	return false;
+}

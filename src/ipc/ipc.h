@@ -1,0 +1,73 @@
+/*
+ * ipc.h: hints in shared memory and the wake-ups that use them.
+ *
+ * Shared memory holds hints only, never the truth (that lives in tables):
+ * which databases the launcher manages and which process holds which slot
+ * there, which sessions sleep in dasa.await, and the next deadline a
+ * database worker should wake for. Wake-ups owed by a transaction are sent
+ * at its commit, never before.
+ */
+#ifndef DASA_IPC_H
+#define DASA_IPC_H
+
+#include "dasa.h"
+
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+/* A background process's slot in a database: who holds it, when it last failed. */
+typedef struct DasaProcSlot
+{
+	pid_t		pid;			/* 0: nobody */
+	int			procno;
+	TimestampTz last_exit;		/* of a failed exit (delays a restart); 0 if none */
+} DasaProcSlot;
+
+/* One executor of a database, and what it runs now (for dasa.executors). */
+typedef struct DasaExecutor
+{
+	DasaProcSlot slot;
+	pg_atomic_uint32 idle;		/* 1: waiting for work, may be woken */
+	TimestampTz started_at;		/* of the current task; 0 when none */
+	char		task_id[DASA_MAX_ID_BYTES + 1];
+	char		function[DASA_MAX_FUNCTION_NAME + 1];
+} DasaExecutor;
+
+/* A database the launcher manages: its worker and executors. */
+typedef struct DasaDatabase
+{
+	Oid			dboid;			/* InvalidOid: entry is free */
+	bool		probe_pending;	/* a worker should (re)check for the extension */
+	bool		installed;		/* its worker found the extension */
+	bool		stop_requested; /* launcher wants the worker gone */
+	int			paused_by;		/* pid running DDL that needs the database idle */
+	DasaProcSlot worker;
+	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
+	DasaExecutor executors[DASA_MAX_EXECUTORS];
+} DasaDatabase;
+
+/* shmem.c */
+extern void dasa_shmem_install_hooks(void);
+extern LWLock *dasa_databases_lock(void);
+extern DasaDatabase *dasa_databases(void);
+extern DasaDatabase *dasa_database_find(Oid dboid);
+extern DasaDatabase *dasa_database_find_or_add(Oid dboid);
+extern DasaDatabase *dasa_my_database(void);
+extern void dasa_set_launcher_procno(int procno);
+extern DasaProcSlot *dasa_slot_claim(Oid dboid, int executor, DasaDatabase **db);
+extern void dasa_slot_release(DasaProcSlot *slot, int code);
+extern void dasa_wake_launcher(void);
+extern void dasa_wake_procno(int procno);
+extern void dasa_awaiter_register(uint32 id_hash);
+extern void dasa_awaiter_unregister(void);
+extern void dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all);
+extern void dasa_wake_idle_executor(DasaDatabase *db);
+
+/* wakeup.c: wake-ups that must happen at commit, never before */
+extern void dasa_wake_at_commit_settled(const char *id);
+extern void dasa_wake_at_commit_deadline(TimestampTz timeout_at);
+extern void dasa_wake_at_commit_installed(void);
+extern void dasa_wake_at_commit_task(void);
+extern uint32 dasa_hash_id(const char *id, int len);
+
+#endif							/* DASA_IPC_H */

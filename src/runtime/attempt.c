@@ -1,0 +1,165 @@
+/*
+ * attempt.c: one attempt of a task.
+ *
+ * Calls the registered procedure in a subtransaction, as the role that
+ * registered it, under a statement timeout (the function's timeout, cut to
+ * the promise's deadline), with GUC changes undone afterwards, and within
+ * an execution context (context.c). A value keeps the subtransaction; an
+ * error, a value after the deadline, or a suspension (an await on a pending
+ * promise, even one whose signal the code caught) rolls it back: the
+ * PL/Python idiom, never letting user errors reach the executor's loop. It
+ * records nothing itself (batch.c and the kernel do).
+ */
+#include "runtime/runtime.h"
+
+#include <math.h>
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+
+/* A failure no retry can mend: the function, its procedure or its role is gone or barred. */
+static ErrorData *
+unrunnable(DasaTask *task)
+{
+	if (!task->registered)
+		return dasa_make_error(ERRCODE_UNDEFINED_FUNCTION,
+							   psprintf("function \"%s\" is not registered", task->function),
+							   "It was unregistered after this invocation was created.");
+	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(task->proc)))
+		return dasa_make_error(ERRCODE_UNDEFINED_FUNCTION,
+							   psprintf("the procedure of function \"%s\" no longer exists", task->function),
+							   "It was dropped after the function was registered.");
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(task->run_as)))
+		return dasa_make_error(ERRCODE_UNDEFINED_OBJECT,
+							   psprintf("the role that registered function \"%s\" no longer exists", task->function),
+							   NULL);
+	if (pg_proc_aclcheck(task->proc, task->run_as, ACL_EXECUTE) != ACLCHECK_OK)
+		return dasa_make_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+							   psprintf("permission denied for function %s", format_procedure(task->proc)),
+							   "The role that registered it may no longer execute it.");
+	return NULL;
+}
+
+/*
+ * Milliseconds the attempt may take: the function's timeout, cut to the
+ * deadline. Rounded up past the deadline, so that an attempt cut by it finds
+ * the promise expired and times it out rather than rejecting it.
+ */
+static int
+attempt_timeout_ms(DasaTask *task)
+{
+	double		left = ceil((double) (task->timeout_at - GetCurrentTimestamp()) / 1000.0) + 1;
+	double		ms = Min(task->timeout_ms, left);
+
+	return (int) Max(1.0, Min(ms, (double) INT_MAX));
+}
+
+/* Call the procedure as its role; the value is copied into keep. */
+static Jsonb *
+call_procedure(DasaTask *task, MemoryContext keep)
+{
+	FmgrInfo	flinfo;
+	LOCAL_FCINFO(call, 1);
+	DasaUserSave save;
+	int			nest;
+	Datum		result;
+	Jsonb	   *value = NULL;
+
+	fmgr_info(task->proc, &flinfo);
+	InitFunctionCallInfoData(*call, &flinfo, 1, InvalidOid, NULL, NULL);
+	call->args[0].value = JsonbPGetDatum(task->args);
+	call->args[0].isnull = false;
+
+	dasa_switch_user(task->run_as, &save);
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
+	result = FunctionCallInvoke(call);
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	/* Undo every setting the code changed, even with plain SET. */
+	AtEOXact_GUC(false, nest);
+	dasa_restore_user(&save);
+
+	if (!call->isnull)
+	{
+		Jsonb	   *raw = DatumGetJsonbP(result);
+
+		dasa_check_payload(raw, "the function's value");
+		value = MemoryContextAlloc(keep, VARSIZE(raw));
+		memcpy(value, raw, VARSIZE(raw));
+	}
+	return value;
+}
+
+/* Run one attempt of task; out says how it ended. */
+void
+dasa_run_attempt(DasaTask *task, DasaAttempt *out)
+{
+	MemoryContext keep = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+
+	memset(out, 0, sizeof(*out));
+	out->error = unrunnable(task);
+	if (out->error != NULL)
+	{
+		out->final = true;
+		return;
+	}
+
+	dasa_context_begin(task);
+	out->context = dasa_context();
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(keep);
+	PG_TRY();
+	{
+		out->value = call_procedure(task, keep);
+		if (out->context->suspended)
+		{
+			/* It awaited a pending promise and caught the signal: suspend anyway. */
+			out->suspended = true;
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		else if (!dasa_promise_hold_pending(task))
+		{
+			/* Cancelled or timed out meanwhile: the effects must not stay. */
+			out->lost = true;
+			RollbackAndReleaseCurrentSubTransaction();
+		}
+		else
+		{
+			out->ok = true;
+			ReleaseCurrentSubTransaction();
+		}
+	}
+	PG_CATCH();
+	{
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		MemoryContextSwitchTo(keep);
+		out->error = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		out->suspended = out->context->suspended;
+		out->final = out->context->nondeterministic;
+	}
+	PG_END_TRY();
+	dasa_context_end();
+
+	/*
+	 * The attempt's statement timeout may have fired just as the call
+	 * returned: it was meant for the attempt, not for the executor's own
+	 * work. An operator's cancel stays pending: it cancels the batch.
+	 */
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+		QueryCancelPending = false;
+	MemoryContextSwitchTo(keep);
+	CurrentResourceOwner = owner;
+}

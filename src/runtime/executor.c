@@ -1,0 +1,271 @@
+/*
+ * executor.c: an executor background worker of one database.
+ *
+ * Claims due tasks through the kernel (FOR UPDATE SKIP LOCKED; their
+ * promises FOR KEY SHARE: the timeout sweep passes them by, a cancellation
+ * does not wait for the attempt, whose hold then fails and rolls it back),
+ * runs each (attempt.c) and gathers its outcome (batch.c), a batch per
+ * transaction: each task keeps
+ * its own subtransaction and outcome, and they share the commit. Nothing is
+ * marked claimed in the table: the row locks are the claim, so a crash
+ * anywhere leaves every unfinished task pending and claimable at once.
+ * Sleeps on its latch until an invoking transaction commits (wakeup.c),
+ * a retry falls due, or the poll interval passes.
+ */
+#include "runtime/runtime.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "storage/itemptr.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+/*
+ * A batch aims to take about this long: long enough to share one commit
+ * among many short tasks, short enough that finished work commits soon and
+ * that tasks claimed but not yet run are not withheld from other executors.
+ */
+#define BATCH_TARGET_MS 100
+
+/* Pause after a batch failed outside any attempt, before trying again. */
+#define RECOVERY_PAUSE_MS 100
+
+static DasaDatabase *my_db = NULL;
+static DasaExecutor *me = NULL;
+static int	my_index = -1;
+static double mean_task_us = 1000.0;	/* running estimate of one task's duration */
+/* Show what runs now, in pg_stat_activity and in dasa.executors(). */
+static void
+show_running(DasaTask *task)
+{
+	if (task == NULL)
+	{
+		me->started_at = 0;
+		me->task_id[0] = '\0';
+		pgstat_report_activity(STATE_IDLE, NULL);
+		return;
+	}
+	strlcpy(me->task_id, task->id, sizeof(me->task_id));
+	strlcpy(me->function, task->function, sizeof(me->function));
+	me->started_at = GetCurrentTimestamp();
+	pgstat_report_activity(STATE_RUNNING, psprintf("dasa: %s (%s)", task->function, task->id));
+}
+
+/* Run one claimed task and put its outcome into the batch. */
+static void
+process_task(DasaBatch *batch, DasaTask *task)
+{
+	DasaAttempt attempt;
+
+	if (!task->promise_pending)
+	{
+		/* Settled meanwhile (canceled, or timed out by the worker): nothing to run. */
+		dasa_batch_completed(batch, task, task->attempt);
+		return;
+	}
+	if (task->timeout_at <= GetCurrentTimestamp())
+	{
+		dasa_batch_ended(batch, task);
+		return;
+	}
+	show_running(task);
+	dasa_run_attempt(task, &attempt);
+	show_running(NULL);
+	if (attempt.ok)
+		dasa_batch_resolved(batch, task, attempt.value);
+	else if (attempt.suspended)
+		dasa_task_suspend(task, attempt.context);
+	else if (attempt.lost)
+		dasa_batch_ended(batch, task);
+	else
+		(void) dasa_task_fail(task, attempt.error, attempt.final);
+}
+
+/* How many tasks to claim: as many as fit the batch target at the recent pace. */
+static int
+claim_limit(void)
+{
+	double		fit = (BATCH_TARGET_MS * 1000.0) / Max(mean_task_us, 1.0);
+
+	return (int) Max(1.0, Min(fit, (double) dasa_executor_batch_size));
+}
+
+static void
+learn_pace(TimestampTz started, int ran)
+{
+	double		per_task = (double) (GetCurrentTimestamp() - started) / Max(ran, 1);
+
+	mean_task_us = 0.7 * mean_task_us + 0.3 * per_task;
+}
+
+/*
+ * One transaction: claim a batch, run it, record it. Returns the number of
+ * tasks claimed, or -1 when the extension is gone; *next_due is when a retry
+ * falls due (0: none known) when nothing was claimed.
+ */
+static int
+run_batch(TimestampTz *next_due)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	DasaTask   *tasks;
+	DasaBatch	batch;
+	DasaSchema	schema;
+	int			n;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	schema = dasa_schema();
+	if (schema == DASA_SCHEMA_ABSENT)
+		n = -1;
+	else if (schema != DASA_SCHEMA_CURRENT)
+		n = 0;					/* idle until ALTER EXTENSION UPDATE */
+	else
+	{
+		int			limit = claim_limit();
+		int			ran = 0;
+
+		n = dasa_tasks_claim(now, limit, &tasks);
+		if (n > 0)
+		{
+			pg_atomic_write_u32(&me->idle, 0);
+			if (n == limit)
+				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
+			dasa_batch_init(&batch, n);
+			for (; ran < n; ran++)
+			{
+				if (ran > 0 && GetCurrentTimestamp() - now > 2 * BATCH_TARGET_MS * 1000)
+					break;		/* the rest stay pending, unlocked at commit */
+				process_task(&batch, &tasks[ran]);
+			}
+			dasa_batch_flush(&batch);
+			learn_pace(now, ran);
+		}
+		else
+			*next_due = dasa_tasks_next_due(now);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	return n;
+}
+
+static bool
+asked_to_stop(void)
+{
+	return my_db->stop_requested || my_db->paused_by != 0 ||
+		my_index >= dasa_executors_per_database;
+}
+
+static long
+sleep_ms(TimestampTz next_due)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (next_due == 0 || next_due - now >= (TimestampTz) dasa_executor_poll_ms * 1000)
+		return dasa_executor_poll_ms;
+	return Max(1, (long) ((next_due - now + 999) / 1000));
+}
+
+/*
+ * run_batch, surviving errors of the executor's own work (an operator's
+ * cancel that came between attempts, say): the batch is rolled back, its
+ * tasks stay pending, and the executor goes on after a short pause instead
+ * of exiting.
+ */
+static int
+run_batch_or_recover(TimestampTz *next_due)
+{
+	MemoryContext loop_cxt = CurrentMemoryContext;
+	volatile int n = 0;
+
+	PG_TRY();
+	{
+		dasa_bgworker_tick();
+		n = run_batch(next_due);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(loop_cxt);
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		show_running(NULL);
+		n = 0;
+		*next_due = GetCurrentTimestamp() + RECOVERY_PAUSE_MS * 1000;
+	}
+	PG_END_TRY();
+	return n;
+}
+
+/*
+ * The idle flag is raised before looking for work: a committing invoker
+ * either sees it (and sets our latch) or committed before our claim looked,
+ * so the claim sees its task. No wake-up is lost.
+ */
+static void
+executor_loop(void)
+{
+	for (;;)
+	{
+		TimestampTz next_due = 0;
+		int			n;
+
+		if (asked_to_stop())
+			return;
+		ResetLatch(MyLatch);
+		pg_atomic_write_u32(&me->idle, 1);
+		pg_memory_barrier();
+		n = run_batch_or_recover(&next_due);
+		if (n < 0)
+			return;
+		if (n > 0)
+			continue;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms(next_due), PG_WAIT_EXTENSION);
+	}
+}
+
+static void
+release_slot(int code, Datum arg)
+{
+	pg_atomic_write_u32(&me->idle, 0);
+	me->started_at = 0;
+	dasa_slot_release(&me->slot, code);
+}
+
+/* Entry point of an executor: main_arg is the database, bgw_extra the slot index. */
+void
+dasa_executor_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+
+	memcpy(&my_index, MyBgworkerEntry->bgw_extra, sizeof(int));
+	dasa_bgworker_start(dboid, "dasa executor");
+
+	if (dasa_slot_claim(dboid, my_index, &my_db) == NULL)
+		proc_exit(0);
+	me = &my_db->executors[my_index];
+	me->started_at = 0;
+	me->task_id[0] = '\0';
+	before_shmem_exit(release_slot, (Datum) 0);
+	executor_loop();
+	proc_exit(0);
+}

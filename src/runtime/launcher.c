@@ -1,0 +1,317 @@
+/*
+ * launcher.c: the dasa launcher, one per cluster.
+ *
+ * Keeps one dasa worker and a pool of executors running in every database
+ * that has the extension, with no configuration: it lists the databases (a shared catalog), probes
+ * each new one by starting a worker there (the worker checks for the
+ * extension itself and leaves if it is absent), is told at commit of CREATE
+ * EXTENSION, restarts workers that die, and stops those whose database goes
+ * away or becomes a template. It never connects to a database itself.
+ */
+#include "runtime/runtime.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/* Pause before starting a worker again in a database whose worker just exited. */
+#define RESTART_DELAY_MS 1000
+
+/*
+ * Handles of the processes this launcher started, parallel to the shared
+ * database entries: per database, the worker first, then its executors.
+ */
+#define PROCS_PER_DATABASE (1 + DASA_MAX_EXECUTORS)
+static BackgroundWorkerHandle **handles = NULL;
+
+static BackgroundWorkerHandle **
+handle_of(int db, int proc)
+{
+	return &handles[db * PROCS_PER_DATABASE + proc];
+}
+
+/* Register the launcher; called from _PG_init. */
+void
+dasa_register_launcher(void)
+{
+	BackgroundWorker bgw = {0};
+
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+/* Can a worker live in this database? Templates must stay free of sessions. */
+static bool
+database_is_eligible(Form_pg_database db)
+{
+	return db->datallowconn && !db->datistemplate && db->datconnlimit != -2;
+}
+
+/* Oids of the databases that may have a worker (read from pg_database). */
+static List *
+eligible_databases(void)
+{
+	List	   *oids = NIL;
+	MemoryContext caller = CurrentMemoryContext;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (database_is_eligible(db))
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			oids = lappend_oid(oids, db->oid);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return oids;
+}
+
+/* Drop a handle whose process has stopped; true while it may still run. */
+static bool
+handle_alive(BackgroundWorkerHandle **handle)
+{
+	pid_t		pid;
+
+	if (*handle == NULL)
+		return false;
+	if (GetBackgroundWorkerPid(*handle, &pid) != BGWH_STOPPED)
+		return true;
+	pfree(*handle);
+	*handle = NULL;
+	return false;
+}
+
+/* Is the worker of database entry i alive (started by us, or by a launcher before us)? */
+static bool
+worker_running(int i)
+{
+	DasaDatabase *db = &dasa_databases()[i];
+	bool		had = *handle_of(i, 0) != NULL;
+	bool		alive = handle_alive(handle_of(i, 0));
+
+	if (had && !alive && db->worker.pid == 0 && db->probe_pending)
+		db->worker.last_exit = GetCurrentTimestamp();	/* died before reporting */
+	return alive || db->worker.pid != 0;
+}
+
+static bool
+executor_running(int i, int e)
+{
+	DasaProcSlot *x = &dasa_databases()[i].executors[e].slot;
+	bool		had = *handle_of(i, 1 + e) != NULL;
+	bool		alive = handle_alive(handle_of(i, 1 + e));
+
+	if (had && !alive && x->pid == 0 && x->last_exit == 0)
+		x->last_exit = GetCurrentTimestamp();	/* died before taking its slot */
+	return alive || x->pid != 0;
+}
+
+static bool
+anything_running(int i)
+{
+	bool		running = worker_running(i);
+
+	for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+		running |= executor_running(i, e);
+	return running;
+}
+
+/* Match the database entries to the current list of databases. Caller holds the lock. */
+static void
+sync_entries(List *oids)
+{
+	ListCell   *lc;
+
+	foreach(lc, oids)
+	{
+		DasaDatabase *db = dasa_database_find_or_add(lfirst_oid(lc));
+
+		if (db != NULL)
+			db->stop_requested = false;
+		else
+			ereport(WARNING,
+					(errmsg("dasa cannot watch database %u: all %d database entries are in use",
+							lfirst_oid(lc), dasa_max_databases),
+					 errhint("Raise dasa.max_databases and restart the server.")));
+	}
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_databases()[i];
+
+		if (db->dboid == InvalidOid || list_member_oid(oids, db->dboid))
+			continue;
+		if (anything_running(i))
+		{
+			db->stop_requested = true;
+			dasa_wake_procno(db->worker.procno);
+			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+				dasa_wake_procno(db->executors[e].slot.procno);
+		}
+		else
+			db->dboid = InvalidOid;
+	}
+}
+
+/* Start process proc (0: the worker, 1 + e: executor e) of database entry i. */
+static void
+start_process(int i, int proc, Oid dboid)
+{
+	BackgroundWorker bgw = {0};
+	int			executor = proc - 1;
+
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+	memcpy(bgw.bgw_extra, &executor, sizeof(int));
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, proc == 0 ? "dasa_worker_main" : "dasa_executor_main");
+	if (proc == 0)
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa worker for database %u", dboid);
+	else
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa executor %d for database %u", executor, dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, proc == 0 ? "dasa worker" : "dasa executor");
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, handle_of(i, proc)))
+	{
+		*handle_of(i, proc) = NULL;
+		ereport(WARNING,
+				(errmsg("dasa could not start a background worker for database %u", dboid),
+				 errhint("Raise max_worker_processes: dasa needs, per database that has it, one worker plus dasa.executors_per_database executors, and one launcher.")));
+	}
+}
+
+/* May a process that last exited at last_exit start again now? Lowers *wait_ms if not yet. */
+static bool
+restart_due(TimestampTz last_exit, TimestampTz now, long *wait_ms)
+{
+	TimestampTz due = TimestampTzPlusMilliseconds(last_exit, RESTART_DELAY_MS);
+	long		ms;
+
+	if (last_exit == 0 || due <= now)
+		return true;
+	ms = (long) ((due - now + 999) / 1000);
+	*wait_ms = (*wait_ms < 0) ? ms : Min(*wait_ms, ms);
+	return false;
+}
+
+static void
+start_missing_executors(int i, TimestampTz now, long *wait_ms)
+{
+	DasaDatabase *db = &dasa_databases()[i];
+
+	for (int e = 0; e < dasa_executors_per_database; e++)
+	{
+		if (executor_running(i, e) || !restart_due(db->executors[e].slot.last_exit, now, wait_ms))
+			continue;
+		db->executors[e].slot.last_exit = 0;
+		start_process(i, 1 + e, db->dboid);
+		if (*handle_of(i, 1 + e) == NULL)
+			*wait_ms = RESTART_DELAY_MS;
+	}
+}
+
+/*
+ * Start the processes that should run and do not; returns the milliseconds
+ * until a delayed restart is due (or -1 if none is). Caller holds the lock.
+ */
+static long
+start_missing_workers(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait_ms = -1;
+
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_databases()[i];
+
+		if (db->dboid == InvalidOid || db->stop_requested || db->paused_by != 0)
+			continue;
+		if ((db->installed || db->probe_pending) && !worker_running(i) &&
+			restart_due(db->worker.last_exit, now, &wait_ms))
+		{
+			db->worker.last_exit = 0;
+			start_process(i, 0, db->dboid);
+			if (*handle_of(i, 0) == NULL)
+				wait_ms = RESTART_DELAY_MS;
+		}
+		if (db->installed)
+			start_missing_executors(i, now, &wait_ms);
+	}
+	return wait_ms;
+}
+
+static long
+launcher_cycle(void)
+{
+	List	   *oids = eligible_databases();
+	long		wait_ms;
+
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	sync_entries(oids);
+	wait_ms = start_missing_workers();
+	LWLockRelease(dasa_databases_lock());
+	list_free(oids);
+	return wait_ms;
+}
+
+/* Entry point of the launcher. */
+void
+dasa_launcher_main(Datum main_arg)
+{
+	dasa_bgworker_start(InvalidOid, "dasa launcher");
+
+	handles = MemoryContextAllocZero(TopMemoryContext, sizeof(BackgroundWorkerHandle *) *
+									 dasa_max_databases * PROCS_PER_DATABASE);
+	dasa_set_launcher_procno(MyProc->pgprocno);
+	ereport(LOG, (errmsg("dasa launcher started")));
+
+	for (;;)
+	{
+		long		wait_ms;
+
+		ResetLatch(MyLatch);
+		dasa_bgworker_tick();
+		wait_ms = launcher_cycle();
+		if (wait_ms < 0 || wait_ms > dasa_launcher_naptime_ms)
+			wait_ms = dasa_launcher_naptime_ms;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+	}
+}

@@ -1,0 +1,58 @@
+/*
+ * runtime.h: dasa's background processes.
+ *
+ * One launcher per cluster keeps, in every database with dasa, a worker
+ * (timeouts) and a pool of executors (invocations). Executors run attempts
+ * (attempt.c) and gather their outcomes into batches (batch.c) that they
+ * write through the kernel at commit. The DDL guard keeps them out of the
+ * way of database-level DDL.
+ */
+#ifndef DASA_RUNTIME_H
+#define DASA_RUNTIME_H
+
+#include "core/core.h"
+
+/* attempt.c: one attempt of a task */
+typedef struct DasaAttempt
+{
+	bool		ok;				/* returned a value, effects kept */
+	bool		suspended;		/* awaited a pending promise: replay later */
+	bool		lost;			/* its promise was settled meanwhile (cancel, timeout) */
+	DasaContext *context;		/* what the attempt created and awaited */
+	bool		final;			/* failed in a way no retry can fix */
+	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
+	ErrorData  *error;			/* when not ok */
+} DasaAttempt;
+
+extern void dasa_run_attempt(DasaTask *task, DasaAttempt *out);
+
+/* batch.c: what a batch of attempts writes at its end */
+typedef struct DasaBatch
+{
+	int			nresolved;
+	int			ncompleted;
+	char	  **resolved_ids;
+	Jsonb	  **resolved_values;
+	char	  **completed_ids;
+	int		   *completed_attempts;
+	int64	   *completed_versions;
+} DasaBatch;
+
+extern void dasa_batch_init(DasaBatch *batch, int capacity);
+extern void dasa_batch_resolved(DasaBatch *batch, DasaTask *task, Jsonb *value);
+extern void dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts);
+extern void dasa_batch_ended(DasaBatch *batch, DasaTask *task);
+extern void dasa_batch_flush(DasaBatch *batch);
+
+/* bgworker.c, launcher.c, worker.c, executor.c */
+extern void dasa_bgworker_start(Oid dboid, const char *appname);
+extern void dasa_bgworker_tick(void);
+extern void dasa_register_launcher(void);
+PGDLLEXPORT void dasa_launcher_main(Datum main_arg);
+PGDLLEXPORT void dasa_worker_main(Datum main_arg);
+PGDLLEXPORT void dasa_executor_main(Datum main_arg);
+
+/* ddl_guard.c: keep workers out of the way of database-level DDL */
+extern void dasa_install_ddl_guard(void);
+
+#endif							/* DASA_RUNTIME_H */
