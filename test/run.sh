@@ -11,9 +11,10 @@ dasa_build_install "$root"
 
 work=$(dasa_workdir)
 port=55432
-# Copy the suite where the postgres user can read it (a root-owned clone may not be).
+# Copy the suite where the postgres user can read it (a root-owned clone may not be),
+# with the sources and objects (the layering test inspects them).
 mkdir -p "$work/suite"
-cp -r "$root/test" "$root/expected" "$root/scripts" "$work/suite/"
+cp -r "$root/test" "$root/expected" "$root/scripts" "$root/src" "$work/suite/"
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$work"
 
 dasa_cluster_init "$work" "$port" \

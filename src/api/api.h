@@ -20,6 +20,16 @@ extern Jsonb *dasa_check_args(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *dasa_check_tags(FunctionCallInfo fcinfo, int argno);
 extern Jsonb *dasa_check_optional_payload(FunctionCallInfo fcinfo, int argno, const char *what);
 
+typedef struct DasaInvokeArgs
+{
+	char	   *name;
+	Jsonb	   *args;
+	char	   *id;				/* NULL: a fresh one */
+	Interval   *timeout;		/* NULL: the function's */
+} DasaInvokeArgs;
+
+extern void dasa_check_invoke_args(FunctionCallInfo fcinfo, DasaInvokeArgs *out);
+
 /* rows.c: statement results as the function's row-type result */
 extern Datum dasa_row_as_promise(FunctionCallInfo fcinfo, const DasaRows *rows, uint64 row,
 								 MemoryContext result_cxt);

@@ -57,18 +57,16 @@ result_record(FunctionCallInfo fcinfo, Jsonb *value)
 Datum
 dasa_call(PG_FUNCTION_ARGS)
 {
-	char	   *name = dasa_check_function_name(fcinfo, 0);
-	char	   *id = PG_ARGISNULL(2) ? NULL : dasa_check_id(fcinfo, 2);
-	Interval   *timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
-	Jsonb	   *args = dasa_check_args(fcinfo, 1);
+	DasaInvokeArgs in;
 	Jsonb	   *value;
 	int			nest;
 	char		invoked[DASA_MAX_ID_BYTES + 1];
 
+	dasa_check_invoke_args(fcinfo, &in);
 	refuse_in_transaction_block(fcinfo);
 
 	nest = pin_search_path();
-	strlcpy(invoked, dasa_invoke_internal(name, args, id, timeout, GetUserId()), sizeof(invoked));
+	strlcpy(invoked, dasa_invoke_internal(in.name, in.args, in.id, in.timeout, GetUserId()), sizeof(invoked));
 	AtEOXact_GUC(true, nest);
 
 	SPI_connect_ext(SPI_OPT_NONATOMIC);

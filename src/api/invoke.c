@@ -16,10 +16,9 @@ PG_FUNCTION_INFO_V1(dasa_invoke);
 Datum
 dasa_invoke(PG_FUNCTION_ARGS)
 {
-	char	   *name = dasa_check_function_name(fcinfo, 0);
-	char	   *id = PG_ARGISNULL(2) ? NULL : dasa_check_id(fcinfo, 2);
-	Interval   *timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
-	Jsonb	   *args = dasa_check_args(fcinfo, 1);
-	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_internal(name, args, id, timeout, GetUserId())));
-}
+	DasaInvokeArgs in;
 
+	dasa_check_invoke_args(fcinfo, &in);
+	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_internal(in.name, in.args, in.id, in.timeout,
+														  GetUserId())));
+}

@@ -14,16 +14,6 @@
 
 PG_FUNCTION_INFO_V1(dasa_project);
 
-static int
-attnum_of(TupleDesc desc, const char *name)
-{
-	int			attnum = SPI_fnumber(desc, name);
-
-	if (attnum <= 0)
-		elog(ERROR, "promise row has no column \"%s\"", name);
-	return attnum - 1;
-}
-
 /* The function's result row type, looked up once per call site. */
 static TupleDesc
 result_desc(FunctionCallInfo fcinfo)
@@ -92,7 +82,7 @@ dasa_row_as_promise(FunctionCallInfo fcinfo, const DasaRows *rows, uint64 row,
 static void
 set_column(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum value)
 {
-	int			i = attnum_of(desc, name);
+	int			i = dasa_promise_column(desc, name);
 
 	values[i] = value;
 	nulls[i] = false;
@@ -110,7 +100,7 @@ dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param, Js
 	memset(nulls, true, desc->natts * sizeof(bool));
 	set_column(desc, values, nulls, "id", CStringGetTextDatum(id));
 	set_column(desc, values, nulls, "state",
-			   dasa_pending_state(TupleDescAttr(desc, attnum_of(desc, "state"))->atttypid));
+			   dasa_pending_state(TupleDescAttr(desc, dasa_promise_column(desc, "state"))->atttypid));
 	if (param != NULL)
 		set_column(desc, values, nulls, "param", PointerGetDatum(param));
 	set_column(desc, values, nulls, "tags", PointerGetDatum(tags));

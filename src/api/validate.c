@@ -174,3 +174,13 @@ dasa_check_args(FunctionCallInfo fcinfo, int argno)
 	dasa_check_payload(args, "args");
 	return args;
 }
+
+/* The arguments of dasa.invoke and dasa.call: (name, args, id, timeout). */
+void
+dasa_check_invoke_args(FunctionCallInfo fcinfo, DasaInvokeArgs *out)
+{
+	out->name = dasa_check_function_name(fcinfo, 0);
+	out->id = PG_ARGISNULL(2) ? NULL : dasa_check_id(fcinfo, 2);
+	out->timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
+	out->args = dasa_check_args(fcinfo, 1);
+}

@@ -48,6 +48,7 @@ extern const char *dasa_timeout_state_sql;
 extern bool dasa_tags_mark_timer(Jsonb *tags);
 extern bool dasa_state_is_pending(Oid typid, Datum state);
 extern Datum dasa_pending_state(Oid typid);
+extern int	dasa_promise_column(TupleDesc desc, const char *name);
 extern void dasa_apply_timeout_rule(TupleDesc desc, Datum *values, bool *nulls, TimestampTz now);
 extern void dasa_promise_read_row(const DasaRows *rows, uint64 row, DasaPromiseRead *out);
 

@@ -82,8 +82,9 @@ dasa_tags_mark_timer(Jsonb *tags)
 		memcmp(v->val.string.val, "true", 4) == 0;
 }
 
-static int
-attnum_of(TupleDesc desc, const char *name)
+/* The 0-based index of a column of a promise row; a missing one is a bug. */
+int
+dasa_promise_column(TupleDesc desc, const char *name)
 {
 	int			attnum = SPI_fnumber(desc, name);
 
@@ -96,10 +97,10 @@ attnum_of(TupleDesc desc, const char *name)
 void
 dasa_apply_timeout_rule(TupleDesc desc, Datum *values, bool *nulls, TimestampTz now)
 {
-	int			state = attnum_of(desc, "state");
-	int			timeout_at = attnum_of(desc, "timeout_at");
-	int			settled_at = attnum_of(desc, "settled_at");
-	int			tags = attnum_of(desc, "tags");
+	int			state = dasa_promise_column(desc, "state");
+	int			timeout_at = dasa_promise_column(desc, "timeout_at");
+	int			settled_at = dasa_promise_column(desc, "settled_at");
+	int			tags = dasa_promise_column(desc, "tags");
 
 	load_labels(TupleDescAttr(desc, state)->atttypid);
 	if (DatumGetObjectId(values[state]) != pending_oid ||
@@ -119,14 +120,14 @@ dasa_promise_read_row(const DasaRows *rows, uint64 row, DasaPromiseRead *out)
 	TupleDesc	desc = rows->table->tupdesc;
 	Datum	   *values = palloc(desc->natts * sizeof(Datum));
 	bool	   *nulls = palloc(desc->natts * sizeof(bool));
-	int			state = attnum_of(desc, "state");
-	int			value = attnum_of(desc, "value");
+	int			state = dasa_promise_column(desc, "state");
+	int			value = dasa_promise_column(desc, "value");
 
 	heap_deform_tuple(rows->table->vals[row], desc, values, nulls);
 	dasa_apply_timeout_rule(desc, values, nulls, GetCurrentTimestamp());
 	out->state = DatumGetCString(DirectFunctionCall1(enum_out, values[state]));
 	out->value = nulls[value] ? NULL : DatumGetJsonbP(values[value]);
-	out->timeout_at = DatumGetTimestampTz(values[attnum_of(desc, "timeout_at")]);
-	out->settled_at = nulls[attnum_of(desc, "settled_at")] ? 0 :
-		DatumGetTimestampTz(values[attnum_of(desc, "settled_at")]);
+	out->timeout_at = DatumGetTimestampTz(values[dasa_promise_column(desc, "timeout_at")]);
+	out->settled_at = nulls[dasa_promise_column(desc, "settled_at")] ? 0 :
+		DatumGetTimestampTz(values[dasa_promise_column(desc, "settled_at")]);
 }

@@ -56,6 +56,7 @@ tree_state() {
 }
 
 took=$(chain kc '1 day')
+diag "chain of $depth built in ${took:-?} s"
 ok "a chain of $depth invocations, each awaiting the next, reaches the bottom (${took:-?} s)" test -n "$took"
 is "$(tree_state kc)" "pending $((depth + 2)) | unfinished tasks $((depth + 1)) | callbacks $((depth + 1))" \
    "every level is pending, suspended on a callback"
