@@ -65,7 +65,7 @@ BEGIN
   PERFORM pg_sleep(0.02);
   RETURN jsonb_build_object('shipped', args->>'order', 'by', current_user);
 END $$;
-SELECT name, proc, run_as, max_attempts FROM dasa.register('ship', 'ship(jsonb)');
+SELECT name, proc, owner, max_attempts FROM dasa.register('ship', 'ship(jsonb)');
 SQL
 sql -c "SELECT dasa.invoke('ship', '{\"order\": \"o-1\"}', 'ship-o-1') AS invocation_id"
 sql -c "SELECT dasa.await('ship-o-1') AS awaited_value"

@@ -19,7 +19,7 @@
 #include "utils/timestamp.h"
 
 /* The version of the SQL objects this library works with. */
-#define DASA_SCHEMA_VERSION "0.3.0"
+#define DASA_SCHEMA_VERSION "0.4.0"
 
 /* SQLSTATEs of dasa's own outcomes (class DA); documented in README.md. */
 #define ERRCODE_DASA_PROMISE_REJECTED	MAKE_SQLSTATE('D','A','0','0','1')

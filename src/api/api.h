@@ -37,7 +37,7 @@ extern Datum dasa_row_as_result(FunctionCallInfo fcinfo, const DasaRows *rows, u
 								MemoryContext result_cxt);
 extern Datum dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param,
 									Jsonb *tags, TimestampTz timeout_at,
-									TimestampTz created_at);
+									TimestampTz created_at, Oid owner);
 
 /* await.c */
 typedef struct DasaAwaitRead

@@ -2,11 +2,14 @@
  * observe.c: dasa.executors(), what every executor runs right now.
  *
  * Reads shared memory only (the view dasa.invocations joins it with the
- * tables); a task that just finished may still show for an instant.
+ * tables); a task that just finished may still show for an instant. Shows
+ * the executors of the current database; what one runs is shown only to
+ * roles that may see that invocation.
  */
 #include "api/api.h"
 
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "utils/builtins.h"
 
@@ -17,7 +20,7 @@ emit_executor(ReturnSetInfo *rsinfo, Oid dboid, DasaExecutor *e)
 {
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
-	bool		running = e->started_at != 0;
+	bool		running = e->started_at != 0 && dasa_may_access(GetUserId(), e->task_owner);
 
 	values[0] = Int32GetDatum(e->slot.pid);
 	values[1] = ObjectIdGetDatum(dboid);
@@ -39,7 +42,7 @@ dasa_executors(PG_FUNCTION_ARGS)
 	{
 		DasaDatabase *db = &dasa_databases()[i];
 
-		if (db->dboid == InvalidOid)
+		if (db->dboid != MyDatabaseId)
 			continue;
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
 			if (db->executors[e].slot.pid != 0)

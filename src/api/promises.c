@@ -1,13 +1,16 @@
 /*
  * promises.c: create, read and settle promises (SQL-callable).
  *
- * Thin wrappers: check the arguments, call the kernel, and return the
- * promise as it reads now (the timeout rule applied). Creating is
- * idempotent on id; settling a settled promise changes nothing and returns
- * the stored row. Blocking waits are in await.c.
+ * Thin wrappers: check the arguments, call the kernel as the extension
+ * owner on behalf of the calling role, and return the promise as it reads
+ * now (the timeout rule applied). Creating is idempotent on id for the
+ * role that owns it; settling a settled promise changes nothing and returns
+ * the stored row; a promise the caller may not see does not exist for it.
+ * Blocking waits are in await.c.
  */
 #include "api/api.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(dasa_create_promise);
@@ -27,7 +30,9 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	Jsonb	   *param = dasa_check_optional_payload(fcinfo, 2, "param");
 	Jsonb	   *tags = dasa_check_tags(fcinfo, 3);
 	DasaContext *parent = dasa_context();
+	Oid			caller = GetUserId();
 	Datum		result = (Datum) 0;
+	DasaUserSave save;
 	DasaRows	found;
 	bool		inserted;
 
@@ -35,15 +40,17 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	if (parent != NULL)
 	{
 		timeout_at = dasa_context_cap(parent, timeout_at);
-		dasa_context_created(parent, id, NULL, param, tags, timeout_at);
+		dasa_context_created(parent, id, NULL, param, tags, timeout_at, caller);
 	}
+	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	found = dasa_promise_create(id, param, tags, timeout_at, now, parent, &inserted);
+	found = dasa_promise_create(id, param, tags, timeout_at, now, parent, caller, &inserted);
 	if (!inserted)
 		result = dasa_row_as_promise(fcinfo, &found, 0, caller_cxt);
 	SPI_finish();
+	dasa_restore_user(&save);
 	if (inserted)
-		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now);
+		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now, caller);
 	PG_RETURN_DATUM(result);
 }
 
@@ -53,15 +60,19 @@ dasa_get_promise(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *id = dasa_check_id(fcinfo, 0);
+	Oid			caller = GetUserId();
+	DasaUserSave save;
 	DasaRows	found;
 	Datum		result;
 
+	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	found = dasa_promise_select(id);
+	found = dasa_promise_select_visible(id, caller);
 	if (found.n == 0)
 		dasa_raise_not_found(id);
 	result = dasa_row_as_promise(fcinfo, &found, 0, caller_cxt);
 	SPI_finish();
+	dasa_restore_user(&save);
 	PG_RETURN_DATUM(result);
 }
 
@@ -71,13 +82,17 @@ settle(FunctionCallInfo fcinfo, const char *target_state)
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *id = dasa_check_id(fcinfo, 0);
 	Jsonb	   *value = dasa_check_optional_payload(fcinfo, 1, "value");
+	Oid			caller = GetUserId();
+	DasaUserSave save;
 	DasaRows	stored;
 	Datum		result;
 
+	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	stored = dasa_settle_or_read(id, target_state, value);
+	stored = dasa_settle_or_read(id, target_state, value, caller);
 	result = dasa_row_as_promise(fcinfo, &stored, 0, caller_cxt);
 	SPI_finish();
+	dasa_restore_user(&save);
 	PG_RETURN_DATUM(result);
 }
 

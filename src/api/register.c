@@ -82,7 +82,7 @@ require_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 
 /*
  * dasa.register(name, fn, max_attempts, initial_backoff, max_backoff,
- * jitter, timeout): bind name to fn, run as the calling role.
+ * jitter, timeout): bind name to fn and its policy, owned by the calling role.
  */
 Datum
 dasa_register(PG_FUNCTION_ARGS)
@@ -91,7 +91,7 @@ dasa_register(PG_FUNCTION_ARGS)
 	char	   *name = dasa_check_function_name(fcinfo, 0);
 	Oid			caller = GetUserId();
 	Oid			proc;
-	DasaRegistration r = {.name = name, .run_as = caller};
+	DasaRegistration r = {.name = name, .owner = caller};
 	DasaUserSave save;
 	DasaRows	row;
 	Datum		result;
@@ -112,7 +112,7 @@ dasa_register(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for function %s", format_procedure(proc)),
-				 errdetail("Registering a function needs EXECUTE on it: it will run as the registering role.")));
+				 errdetail("Registering a function needs EXECUTE on it.")));
 
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();

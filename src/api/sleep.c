@@ -8,6 +8,7 @@
  */
 #include "api/api.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
@@ -30,6 +31,8 @@ dasa_sleep(PG_FUNCTION_ARGS)
 	TimestampTz wake_at;
 	char	   *id;
 	Jsonb	   *tags = timer_tags();
+	Oid			caller = GetUserId();
+	DasaUserSave save;
 
 	if (running == NULL)
 		ereport(ERROR,
@@ -40,11 +43,13 @@ dasa_sleep(PG_FUNCTION_ARGS)
 						 DASA_TIMER_TAG)));
 	wake_at = dasa_context_cap(running, dasa_check_timeout(fcinfo, 0, "duration", now));
 	id = dasa_context_child_id(running);
+	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (!dasa_promise_insert(id, NULL, tags, wake_at, now, running))
+	if (!dasa_promise_insert(id, NULL, tags, wake_at, now, running, caller))
 		dasa_check_replay(running, id, NULL);
 	SPI_finish();
-	dasa_context_created(running, id, NULL, NULL, tags, wake_at);
+	dasa_restore_user(&save);
+	dasa_context_created(running, id, NULL, NULL, tags, wake_at, caller);
 	(void) dasa_await_internal(id, 0);
 	PG_RETURN_VOID();
 }

@@ -98,7 +98,7 @@ dasa_context_cap(DasaContext *c, TimestampTz timeout_at)
 /* Remember a promise (and, with function non-NULL, its task) this attempt created. */
 void
 dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb *param,
-					 Jsonb *tags, TimestampTz timeout_at)
+					 Jsonb *tags, TimestampTz timeout_at, Oid owner)
 {
 	MemoryContext old = MemoryContextSwitchTo(c->memory);
 	DasaCreated *made = palloc0(sizeof(DasaCreated));
@@ -108,6 +108,7 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb
 	made->param = param ? DatumGetJsonbPCopy(PointerGetDatum(param)) : NULL;
 	made->tags = DatumGetJsonbPCopy(PointerGetDatum(tags));
 	made->timeout_at = timeout_at;
+	made->owner = owner;
 	c->created = lappend(c->created, made);
 	MemoryContextSwitchTo(old);
 }

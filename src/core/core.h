@@ -30,10 +30,10 @@
 
 /* The columns of dasa.promises, in table order (the row type callers return). */
 #define DASA_PROMISE_SQL_COLUMNS \
-	"id, state, param, value, tags, timeout_at, created_at, settled_at, parent_id, root_id, awaited"
+	"id, state, param, value, tags, timeout_at, created_at, settled_at, parent_id, root_id, awaited, owner"
 #define DASA_PROMISE_COLUMN_NAMES \
 	"id", "state", "param", "value", "tags", "timeout_at", "created_at", "settled_at", \
-	"parent_id", "root_id", "awaited"
+	"parent_id", "root_id", "awaited", "owner"
 
 /* timeout_rule.c: a promise as a reader sees it (the timeout rule applied) */
 typedef struct DasaPromiseRead
@@ -60,6 +60,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	Jsonb	   *param;
 	Jsonb	   *tags;
 	TimestampTz timeout_at;
+	Oid			owner;			/* the role that created it */
 } DasaCreated;
 
 typedef struct DasaContext
@@ -88,9 +89,9 @@ typedef struct DasaTask
 	bool		promise_pending;
 	Jsonb	   *args;
 	TimestampTz timeout_at;
+	Oid			run_as;			/* the invocation's owner */
 	bool		registered;		/* false: the function was unregistered */
 	Oid			proc;
-	Oid			run_as;
 	int			max_attempts;
 	double		initial_backoff_ms;
 	double		max_backoff_ms;
@@ -104,26 +105,29 @@ extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
 extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
 extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
-								 Jsonb *param, Jsonb *tags, TimestampTz timeout_at);
+								 Jsonb *param, Jsonb *tags, TimestampTz timeout_at, Oid owner);
 extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
 
 /* promises.c */
 extern void dasa_check_payload(Jsonb *value, const char *what);
 extern bool dasa_promise_insert(const char *id, Jsonb *param, Jsonb *tags,
-								TimestampTz timeout_at, TimestampTz now, DasaContext *parent);
+								TimestampTz timeout_at, TimestampTz now, DasaContext *parent,
+								Oid owner);
 extern DasaRows dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags,
 									TimestampTz timeout_at, TimestampTz now,
-									DasaContext *parent, bool *inserted);
+									DasaContext *parent, Oid owner, bool *inserted);
 extern DasaRows dasa_promise_select(const char *id);
-extern bool dasa_promise_read(const char *id, DasaPromiseRead *read, bool *created_here,
+extern DasaRows dasa_promise_select_visible(const char *id, Oid role);
+extern bool dasa_promise_read(const char *id, Oid role, DasaPromiseRead *read, bool *created_here,
 							  MemoryContext keep);
+extern void dasa_raise_id_conflict(const char *id, const char *detail) pg_attribute_noreturn();
 extern bool dasa_promise_hold_pending(DasaTask *task);
 extern void dasa_raise_not_found(const char *id) pg_attribute_noreturn();
 
 /* settle.c: the one writer of promise states */
 extern DasaRows dasa_settle(int n, char **ids, const char *state, Jsonb **values,
 							bool deadline_applies);
-extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *value);
+extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *value, Oid role);
 extern bool dasa_settle_if_expired(const char *id);
 
 /* tasks.c: the task lifecycle */
@@ -143,6 +147,7 @@ extern void dasa_callbacks_fire(List *ids);
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 								  Interval *timeout, Oid caller);
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
+extern void dasa_check_may_call(Oid proc, Oid role, const char *name);
 extern void dasa_persist_created(DasaContext *c);
 
 /* registry.c: dasa.functions */
@@ -150,7 +155,7 @@ typedef struct DasaRegistration
 {
 	const char *name;
 	Oid			proc;
-	Oid			run_as;
+	Oid			owner;
 	int			max_attempts;
 	Interval   *initial_backoff;
 	Interval   *max_backoff;

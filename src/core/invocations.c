@@ -13,6 +13,7 @@
 #include "port.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 
@@ -21,6 +22,14 @@ static DasaStatement task_function = {
 	.sql = "SELECT function FROM dasa.tasks WHERE id = $1",
 	.args = {TEXTOID},
 	.columns = {"function"},
+};
+
+/* What an existing id is: its owner, and the function if it is an invocation. */
+static DasaStatement existing_id = {
+	.sql = "SELECT p.owner::oid AS owner, t.function FROM dasa.promises p "
+	"LEFT JOIN dasa.tasks t ON t.id = p.id WHERE p.id = $1",
+	.args = {TEXTOID},
+	.columns = {"owner", "function"},
 };
 
 /* A random (version 4) UUID as text: the id of an invocation given none. */
@@ -57,9 +66,9 @@ no_tags(void)
 /* Write the invocation's promise and task unless the id exists; true if written. */
 static bool
 create_invocation(const char *id, const char *name, Jsonb *args, TimestampTz timeout_at,
-				  TimestampTz now, DasaContext *parent)
+				  TimestampTz now, DasaContext *parent, Oid owner)
 {
-	if (!dasa_promise_insert(id, args, no_tags(), timeout_at, now, parent))
+	if (!dasa_promise_insert(id, args, no_tags(), timeout_at, now, parent, owner))
 		return false;
 	dasa_task_enqueue(id, name, now);
 	return true;
@@ -96,10 +105,63 @@ dasa_check_replay(DasaContext *c, const char *id, const char *function)
 }
 
 /*
+ * An invocation runs as its caller, so invoking needs what calling the
+ * procedure directly needs: USAGE on its schema and EXECUTE on it.
+ */
+void
+dasa_check_may_call(Oid proc, Oid role, const char *name)
+{
+	Oid			schema = get_func_namespace(proc);
+
+	if (pg_namespace_aclcheck(schema, role, ACL_USAGE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to invoke \"%s\"", name),
+				 errdetail("Invoking needs USAGE on schema %s, which holds %s.",
+						   get_namespace_name(schema), format_procedure(proc)),
+				 errhint("An invocation runs as the role that invokes it, with the privileges a direct call would need.")));
+	if (pg_proc_aclcheck(proc, role, ACL_EXECUTE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to invoke \"%s\"", name),
+				 errdetail("Invoking needs EXECUTE on %s.", format_procedure(proc)),
+				 errhint("An invocation runs as the role that invokes it, with the privileges a direct call would need.")));
+}
+
+/*
+ * The id exists: it may only be the caller's own invocation of the same
+ * function (nothing new starts). A replay finding the child it named before
+ * checks it is the same kind of child (dasa_check_replay).
+ */
+static void
+check_existing(const char *id, const char *name, Oid caller, DasaContext *parent,
+			   bool named_here)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	DasaRows	found = dasa_run(&existing_id, args, NULL, 1);
+	bool		isnull;
+	char	   *function;
+
+	if (found.n == 0)
+		return;					/* gone again (an aborted insert): nothing to compare */
+	if (DatumGetObjectId(dasa_get(&found, 0, "owner", &isnull)) != caller)
+		dasa_raise_id_conflict(id, "A promise with this id exists and belongs to another role.");
+	function = dasa_get_text(&found, 0, "function");
+	if (parent != NULL && named_here)
+		dasa_check_replay(parent, id, name);
+	else if (function == NULL)
+		dasa_raise_id_conflict(id, "A plain promise (not an invocation) has this id.");
+	else if (strcmp(function, name) != 0)
+		dasa_raise_id_conflict(id, psprintf("An invocation of \"%s\" has this id.", function));
+}
+
+/*
  * Create the invocation of name with args (id NULL: a fresh one; timeout
- * NULL: the function's). Returns its id. An existing id starts nothing new.
- * Inside a running function, the invocation is its child: named
- * "<parent>.<n>" unless id is given, its deadline capped at the parent's.
+ * NULL: the function's), owned by caller and run as caller. Returns its id.
+ * The caller's own invocation of name with that id starts nothing new; any
+ * other use of the id is a conflict. Inside a running function, the
+ * invocation is its child: named "<parent>.<n>" unless id is given, its
+ * deadline capped at the parent's.
  */
 char *
 dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
@@ -122,20 +184,16 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function \"%s\" is not registered", name),
 				 errhint("Register it with dasa.register first.")));
-	if (pg_proc_aclcheck(proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to invoke \"%s\"", name),
-				 errdetail("Invoking needs EXECUTE on %s.", format_procedure(proc))));
+	dasa_check_may_call(proc, caller, name);
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(timeout ? timeout : &fn_timeout)));
 	if (parent != NULL)
 		timeout_at = dasa_context_cap(parent, timeout_at);
-	if (!create_invocation(id, name, args, timeout_at, now, parent) && parent && named_here)
-		dasa_check_replay(parent, id, name);
+	if (!create_invocation(id, name, args, timeout_at, now, parent, caller))
+		check_existing(id, name, caller, parent, named_here);
 	if (parent != NULL)
-		dasa_context_created(parent, id, name, args, no_tags(), timeout_at);
+		dasa_context_created(parent, id, name, args, no_tags(), timeout_at, caller);
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -158,9 +216,9 @@ dasa_persist_created(DasaContext *c)
 
 		if (made->function != NULL)
 			(void) create_invocation(made->id, made->function, made->param,
-									 made->timeout_at, now, c);
+									 made->timeout_at, now, c, made->owner);
 		else
 			(void) dasa_promise_insert(made->id, made->param, made->tags,
-									   made->timeout_at, now, c);
+									   made->timeout_at, now, c, made->owner);
 	}
 }

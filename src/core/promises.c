@@ -22,10 +22,9 @@
 
 /* Insert a pending promise unless the id exists. */
 static DasaStatement insert_promise = {
-	.since = "0.1.0",
-	.sql = "INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID},
+	.sql = "INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID},
 };
 
 /* One promise by id, every column. */
@@ -57,6 +56,7 @@ dasa_check_payload(Jsonb *value, const char *what)
 				 errhint("Store large data in a table of your own and put its key in the promise.")));
 }
 
+/* For a role that may not see it, a promise does not exist: the same error as an unknown id. */
 void
 dasa_raise_not_found(const char *id)
 {
@@ -66,16 +66,31 @@ dasa_raise_not_found(const char *id)
 			 errhint("Create it with dasa.create_promise first.")));
 }
 
-/* Insert a pending promise (a child of parent, if any) unless the id exists; true if inserted. */
+/* An id taken by something the caller may not reuse it for. */
+void
+dasa_raise_id_conflict(const char *id, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("id \"%s\" is already in use", id),
+			 errdetail_internal("%s", detail),
+			 errhint("Choose another id.")));
+}
+
+/*
+ * Insert a pending promise owned by owner (a child of parent, if any)
+ * unless the id exists; true if inserted.
+ */
 bool
 dasa_promise_insert(const char *id, Jsonb *param, Jsonb *tags,
-					TimestampTz timeout_at, TimestampTz now, DasaContext *parent)
+					TimestampTz timeout_at, TimestampTz now, DasaContext *parent, Oid owner)
 {
-	Datum		args[7] = {CStringGetTextDatum(id), PointerGetDatum(param),
+	Datum		args[8] = {CStringGetTextDatum(id), PointerGetDatum(param),
 		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
 		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
-	parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0};
-	char		nulls[7] = {' ', param ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n', parent ? ' ' : 'n'};
+		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
+	ObjectIdGetDatum(owner)};
+	char		nulls[8] = {' ', param ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n', parent ? ' ' : 'n', ' '};
 
 	if (dasa_run(&insert_promise, args, nulls, 0).n == 0)
 		return false;
@@ -92,22 +107,44 @@ dasa_promise_select(const char *id)
 	return dasa_run(&select_promise, args, NULL, 1);
 }
 
+static Oid
+owner_of(const DasaRows *rows, uint64 row)
+{
+	bool		isnull;
+
+	return DatumGetObjectId(dasa_get(rows, row, "owner", &isnull));
+}
+
+/* The stored row of a promise role may see (rows.n is 0 if none, or not visible to role). */
+DasaRows
+dasa_promise_select_visible(const char *id, Oid role)
+{
+	DasaRows	rows = dasa_promise_select(id);
+
+	if (rows.n == 1 && !dasa_may_access(role, owner_of(&rows, 0)))
+		rows.n = 0;
+	return rows;
+}
+
 /*
- * Insert a pending promise (*inserted; rows empty), or find the one that
- * has the id (its row in rows).
+ * Insert a pending promise owned by owner (*inserted; rows empty), or find
+ * the one owner already has with that id (its row in rows). An id that
+ * belongs to another role is a conflict.
  */
 DasaRows
 dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags, TimestampTz timeout_at,
-					TimestampTz now, DasaContext *parent, bool *inserted)
+					TimestampTz now, DasaContext *parent, Oid owner, bool *inserted)
 {
 	/* Twice at most: a row can only vanish between the statements by an aborted insert. */
 	for (int attempt = 0; attempt < 2; attempt++)
 	{
 		DasaRows	found;
 
-		if ((*inserted = dasa_promise_insert(id, param, tags, timeout_at, now, parent)))
+		if ((*inserted = dasa_promise_insert(id, param, tags, timeout_at, now, parent, owner)))
 			return (DasaRows) {.n = 0};
 		found = dasa_promise_select(id);
+		if (found.n == 1 && owner_of(&found, 0) != owner)
+			dasa_raise_id_conflict(id, "A promise with this id exists and belongs to another role.");
 		if (found.n == 1)
 			return found;
 	}
@@ -115,18 +152,19 @@ dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags, TimestampTz timeo
 }
 
 /*
- * Read a promise as it is now; false if there is none. The state and value
- * are copied into keep; *created_here says whether this transaction
- * inserted it.
+ * Read a promise as it is now; false if there is none or role may not see
+ * it. The state and value are copied into keep; *created_here says whether
+ * this transaction inserted it.
  */
 bool
-dasa_promise_read(const char *id, DasaPromiseRead *read, bool *created_here, MemoryContext keep)
+dasa_promise_read(const char *id, Oid role, DasaPromiseRead *read, bool *created_here,
+				  MemoryContext keep)
 {
 	Datum		args[1] = {CStringGetTextDatum(id)};
 	DasaRows	rows = dasa_run(&read_promise, args, NULL, 1);
 	bool		isnull;
 
-	if (rows.n == 0)
+	if (rows.n == 0 || !dasa_may_access(role, owner_of(&rows, 0)))
 		return false;
 	dasa_promise_read_row(&rows, 0, read);
 	*created_here = TransactionIdIsCurrentTransactionId(

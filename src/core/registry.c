@@ -1,9 +1,10 @@
 /*
  * registry.c: dasa.functions, the registered functions.
  *
- * A registration binds a name to a procedure (jsonb) -> jsonb, to the role
- * that registered it (which the executors run it as), and to its retry and
- * timeout policy. Only that role (or a superuser) may change or remove it.
+ * A registration binds a name to a procedure (jsonb) -> jsonb and to its
+ * retry and timeout policy; the role that registered it owns it, and only
+ * that role (or a superuser) may change or remove it. It says nothing about
+ * whom the procedure runs as: an invocation runs as the role that invoked it.
  * The checks on what may be registered live with the SQL-callable wrappers
  * (api/register.c).
  */
@@ -15,26 +16,26 @@
 #include "utils/builtins.h"
 
 #define FUNCTION_COLUMNS \
-	"name, proc, run_as, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at"
+	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at"
 
 static DasaStatement upsert_function = {
-	.sql = "INSERT INTO dasa.functions AS f (name, proc, run_as, max_attempts, initial_backoff,"
+	.sql = "INSERT INTO dasa.functions AS f (name, proc, owner, max_attempts, initial_backoff,"
 	"  max_backoff, jitter, timeout, registered_at) "
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp()) "
-	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, run_as = excluded.run_as,"
+	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, owner = excluded.owner,"
 	"  max_attempts = excluded.max_attempts, initial_backoff = excluded.initial_backoff,"
 	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
 	"  timeout = excluded.timeout, registered_at = excluded.registered_at "
 	"RETURNING " FUNCTION_COLUMNS,
 	.args = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
 	INTERVALOID},
-	.columns = {"name", "proc", "run_as", "max_attempts", "initial_backoff", "max_backoff",
+	.columns = {"name", "proc", "owner", "max_attempts", "initial_backoff", "max_backoff",
 	"jitter", "timeout", "registered_at"},
 };
 
 /* The registering role of $1, its row locked against concurrent changes. */
 static DasaStatement lock_owner = {
-	.sql = "SELECT run_as::oid AS owner FROM dasa.functions WHERE name = $1 FOR UPDATE",
+	.sql = "SELECT owner::oid AS owner FROM dasa.functions WHERE name = $1 FOR UPDATE",
 	.args = {TEXTOID},
 	.columns = {"owner"},
 };
@@ -91,7 +92,7 @@ DasaRows
 dasa_registry_upsert(const DasaRegistration *r)
 {
 	Datum		args[8] = {CStringGetTextDatum(r->name), ObjectIdGetDatum(r->proc),
-		ObjectIdGetDatum(r->run_as), Int32GetDatum(r->max_attempts),
+		ObjectIdGetDatum(r->owner), Int32GetDatum(r->max_attempts),
 		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
 	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout)};
 

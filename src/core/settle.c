@@ -22,23 +22,34 @@
 #include "utils/memutils.h"
 
 /*
- * Settle the pending promises $1 to state $2 with values $3. One whose
- * deadline is at or before $4 times out instead (a timer resolves), settled
- * at its deadline; the others are settled at $5. With $2 NULL, only those
- * past their deadline are settled. (p.id = ANY($1) keeps the plan on the
- * primary key even when it was made while the table was small.)
+ * Settle pending promises to state $2. One whose deadline is at or before
+ * $4 times out instead (a timer resolves), settled at its deadline; the
+ * others are settled at $5 with their value. With $2 NULL, only those past
+ * their deadline are settled; with $6, only those $6 owns. Two forms of the
+ * one statement: for a set ($1 ids, $3 values, joined by unnest) and for a
+ * single promise ($1 id, $3 value), whose plan is a primary-key lookup
+ * however small the table was when it was made.
  */
-static DasaStatement settle_promises = {
-	.sql = "UPDATE dasa.promises p SET"
-	"  state = CASE WHEN p.timeout_at <= $4 THEN %s ELSE $2::dasa.promise_state END,"
-	"  value = CASE WHEN p.timeout_at <= $4 THEN NULL ELSE v.value END,"
+#define SETTLE_SET_CLAUSE \
+	"UPDATE dasa.promises p SET" \
+	"  state = CASE WHEN p.timeout_at <= $4 THEN %s ELSE $2::dasa.promise_state END," \
+	"  value = CASE WHEN p.timeout_at <= $4 THEN NULL ELSE %s END," \
 	"  settled_at = CASE WHEN p.timeout_at <= $4 THEN p.timeout_at ELSE $5 END "
-	"FROM unnest($1::text[], $3::jsonb[]) AS v(id, value) "
-	"WHERE p.id = v.id AND p.id = ANY($1) AND p.state = 'pending'"
-	"  AND ($2 IS NOT NULL OR p.timeout_at <= $4) "
-	"RETURNING p.id, p.state, p.param, p.value, p.tags, p.timeout_at, p.created_at,"
-	"  p.settled_at, p.parent_id, p.root_id, p.awaited",
-	.args = {TEXTARRAYOID, TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID},
+#define SETTLE_CONDITIONS \
+	" AND p.state = 'pending' AND ($2 IS NOT NULL OR p.timeout_at <= $4) AND ($6 IS NULL OR p.owner = $6) " \
+	"RETURNING p.id, p.state, p.param, p.value, p.tags, p.timeout_at, p.created_at," \
+	"  p.settled_at, p.parent_id, p.root_id, p.awaited, p.owner"
+
+static DasaStatement settle_set = {
+	.sql = SETTLE_SET_CLAUSE "FROM unnest($1::text[], $3::jsonb[]) AS v(id, value) WHERE p.id = v.id"
+	SETTLE_CONDITIONS,
+	.args = {TEXTARRAYOID, TEXTOID, JSONBARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, OIDOID},
+	.columns = {DASA_PROMISE_COLUMN_NAMES},
+};
+
+static DasaStatement settle_one = {
+	.sql = SETTLE_SET_CLAUSE "WHERE p.id = $1" SETTLE_CONDITIONS,
+	.args = {TEXTOID, TEXTOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, OIDOID},
 	.columns = {DASA_PROMISE_COLUMN_NAMES},
 };
 
@@ -61,13 +72,16 @@ static DasaStatement pending_descendants = {
 	.columns = {"id"},
 };
 
-/* The settle statement embeds the timeout rule's SQL; filled in once. */
+/* The settle statements embed the timeout rule's SQL and their value's source; filled in once. */
 static void
 complete_sql(void)
 {
-	if (strstr(settle_promises.sql, "%s") != NULL)
-		settle_promises.sql = MemoryContextStrdup(TopMemoryContext,
-												  psprintf(settle_promises.sql, dasa_timeout_state_sql));
+	if (strstr(settle_set.sql, "%s") == NULL)
+		return;
+	settle_set.sql = MemoryContextStrdup(TopMemoryContext,
+										 psprintf(settle_set.sql, dasa_timeout_state_sql, "v.value"));
+	settle_one.sql = MemoryContextStrdup(TopMemoryContext,
+										 psprintf(settle_one.sql, dasa_timeout_state_sql, "$3"));
 }
 
 /* What a set of settlements sets off, gathered while reading them. */
@@ -87,20 +101,28 @@ note_settled(Aftermath *after, char *id, const char *state, bool awaited)
 		after->ended = lappend(after->ended, id);
 }
 
-/* Run the settle statement; the rows it settled. */
+/* Run the settle statement (only on promises of owner, if valid); the rows it settled. */
 static DasaRows
 settle_rows(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies,
-			TimestampTz now)
+			TimestampTz now, Oid owner)
 {
 	Jsonb	  **no_values = values ? NULL : palloc0(Max(n, 1) * sizeof(Jsonb *));
-	Datum		args[5] = {dasa_text_array(ids, n), state ? CStringGetTextDatum(state) : (Datum) 0,
-		dasa_jsonb_array(values ? values : no_values, n),
+	Datum		args[6] = {(Datum) 0, state ? CStringGetTextDatum(state) : (Datum) 0, (Datum) 0,
 		TimestampTzGetDatum(deadline_applies ? now : DT_NOBEGIN),
-	TimestampTzGetDatum(now)};
-	char		nulls[5] = {' ', state ? ' ' : 'n', ' ', ' ', ' '};
+	TimestampTzGetDatum(now), ObjectIdGetDatum(owner)};
+	char		nulls[6] = {' ', state ? ' ' : 'n', ' ', ' ', ' ', OidIsValid(owner) ? ' ' : 'n'};
 
 	complete_sql();
-	return dasa_run(&settle_promises, args, nulls, 0);
+	if (n == 1)
+	{
+		args[0] = CStringGetTextDatum(ids[0]);
+		args[2] = PointerGetDatum(values ? values[0] : NULL);
+		nulls[2] = (values && values[0]) ? ' ' : 'n';
+		return dasa_run(&settle_one, args, nulls, 0);
+	}
+	args[0] = dasa_text_array(ids, n);
+	args[2] = dasa_jsonb_array(values ? values : no_values, n);
+	return dasa_run(&settle_set, args, nulls, 0);
 }
 
 static void
@@ -129,24 +151,18 @@ cancel_descendants(Aftermath *after, TimestampTz now)
 		return;
 	for (uint64 i = 0; i < found.n; i++)
 		ids[i] = dasa_get_text(&found, i, "id");
-	cancelled = settle_rows((int) found.n, ids, "rejected_canceled", NULL, true, now);
+	cancelled = settle_rows((int) found.n, ids, "rejected_canceled", NULL, true, now, InvalidOid);
 	note_rows(after, &cancelled);
 }
 
-/*
- * Settle each pending promise ids[i] to state with values[i] (values NULL:
- * all SQL NULL). With deadline_applies, one whose deadline has passed
- * times out instead; an executor keeping an attempt's effects has held the
- * promise pending and passes false. State NULL settles only the expired
- * ones. Returns the rows this call settled (not the descendants it
- * cancelled).
- */
-DasaRows
-dasa_settle(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies)
+/* Settle, then everything that sets off; the rows settled (not the descendants cancelled). */
+static DasaRows
+settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies,
+			 Oid owner)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	Aftermath	after = {NIL, NIL};
-	DasaRows	settled = settle_rows(n, ids, state, values, deadline_applies, now);
+	DasaRows	settled = settle_rows(n, ids, state, values, deadline_applies, now, owner);
 
 	note_rows(&after, &settled);
 	if (after.ended != NIL)
@@ -160,30 +176,50 @@ dasa_settle(int n, char **ids, const char *state, Jsonb **values, bool deadline_
 }
 
 /*
- * Settle one promise to state unless it is settled already (or expired,
- * which settles it by timeout). Returns its stored row either way; an
- * unknown id is an error.
+ * Settle each pending promise ids[i] to state with values[i] (values NULL:
+ * all SQL NULL). With deadline_applies, one whose deadline has passed
+ * times out instead; an executor keeping an attempt's effects has held the
+ * promise pending and passes false. State NULL settles only the expired
+ * ones. Returns the rows this call settled (not the descendants it
+ * cancelled).
  */
 DasaRows
-dasa_settle_or_read(const char *id, const char *state, Jsonb *value)
+dasa_settle(int n, char **ids, const char *state, Jsonb **values, bool deadline_applies)
+{
+	return settle_owned(n, ids, state, values, deadline_applies, InvalidOid);
+}
+
+/*
+ * Settle one promise, as role, to state unless it is settled already (or
+ * expired, which settles it by timeout). Returns its stored row either way;
+ * an unknown id, or one role may not see, is an error. The first try
+ * settles only role's own promise: the common case costs one statement.
+ */
+DasaRows
+dasa_settle_or_read(const char *id, const char *state, Jsonb *value, Oid role)
 {
 	char	   *ids[1] = {(char *) id};
 	Jsonb	   *values[1] = {value};
+	Oid			owner = role;
 
 	for (;;)
 	{
-		DasaRows	rows = dasa_settle(1, ids, state, values, true);
+		DasaRows	rows = settle_owned(1, ids, state, values, true, owner);
 		DasaPromiseRead read;
 
 		if (rows.n == 1)
 			return rows;
-		rows = dasa_promise_select(id);
+		rows = dasa_promise_select_visible(id, role);
 		if (rows.n == 0)
 			dasa_raise_not_found(id);
 		dasa_promise_read_row(&rows, 0, &read);
 		if (strcmp(read.state, "pending") != 0)
 			return rows;
-		/* Created and committed by someone else between our statements: try again. */
+		/*
+		 * Still pending: another role's promise that role may settle, or one
+		 * committed between our statements. Try again, whoever owns it.
+		 */
+		owner = InvalidOid;
 		CHECK_FOR_INTERRUPTS();
 	}
 }

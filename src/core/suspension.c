@@ -36,18 +36,14 @@ static DasaStatement park_task = {
 	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, BOOLOID},
 };
 
-/*
- * Fire the callbacks of the settled promises $1: which tasks they leave
- * due. (The ANY(ARRAY(...)) keeps the plan on the primary key of tasks.)
- */
+/* Fire the callbacks of the settled promises $1: which tasks they leave due. */
 static DasaStatement fire_callbacks = {
 	.sql = "WITH fired AS (DELETE FROM dasa.callbacks WHERE promise_id = ANY($1) RETURNING task_id),"
 	"  counts AS (SELECT task_id, count(*) AS n FROM fired GROUP BY task_id) "
 	"UPDATE dasa.tasks t SET blocked = t.blocked - c.n,"
 	"  state = CASE WHEN t.blocked - c.n <= 0 THEN 'pending' ELSE t.state END::dasa.task_state,"
 	"  run_at = CASE WHEN t.blocked - c.n <= 0 THEN $2 ELSE t.run_at END "
-	"FROM counts c WHERE t.id = c.task_id AND t.id = ANY(ARRAY(SELECT task_id FROM counts))"
-	"  AND t.state = 'suspended' "
+	"FROM counts c WHERE t.id = c.task_id AND t.state = 'suspended' "
 	"RETURNING t.id, t.state = 'pending' AS resumed",
 	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
 	.columns = {"id", "resumed"},

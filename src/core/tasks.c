@@ -32,8 +32,8 @@ static DasaStatement enqueue_task = {
  */
 static DasaStatement claim_tasks = {
 	.sql = "SELECT t.id, t.function, t.attempt, t.version, p.state = 'pending' AS promise_pending,"
-	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid,"
-	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc, f.run_as::oid AS run_as,"
+	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid, p.owner::oid AS run_as,"
+	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc,"
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms,"
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter,"
 	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms "
@@ -45,7 +45,7 @@ static DasaStatement claim_tasks = {
 	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
 	.args = {TIMESTAMPTZOID, INT4OID},
 	.columns = {"id", "function", "attempt", "version", "promise_pending", "args", "timeout_at",
-		"root_id", "promise_tid", "registered", "proc", "run_as", "max_attempts",
+		"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts",
 	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms"},
 };
 
@@ -56,15 +56,11 @@ static DasaStatement next_due = {
 	.columns = {"next"},
 };
 
-/*
- * Complete the tasks $1 after $2 attempts each, if their version is still
- * $3. (t.id = ANY($1) keeps the plan on the primary key, however small the
- * table was when it was made.)
- */
+/* Complete the tasks $1 after $2 attempts each, if their version is still $3. */
 static DasaStatement complete_tasks = {
 	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4 "
 	"FROM unnest($1::text[], $2::int[], $3::bigint[]) AS v(id, attempt, version) "
-	"WHERE t.id = v.id AND t.id = ANY($1) AND t.version = v.version",
+	"WHERE t.id = v.id AND t.version = v.version",
 	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID},
 };
 
@@ -76,11 +72,11 @@ static DasaStatement retry_task = {
 
 /* Record a failed attempt. */
 static DasaStatement record_attempt = {
-	.sql = "INSERT INTO dasa.attempts (task_id, attempt, sqlstate, message, detail, failed_at) "
-	"VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (task_id, attempt) DO UPDATE "
+	.sql = "INSERT INTO dasa.attempts (task_id, attempt, sqlstate, message, detail, failed_at, owner) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (task_id, attempt) DO UPDATE "
 	"SET sqlstate = excluded.sqlstate, message = excluded.message, "
 	"detail = excluded.detail, failed_at = excluded.failed_at",
-	.args = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID},
+	.args = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, OIDOID},
 };
 
 /*
@@ -124,11 +120,11 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->timeout_at = dasa_get_timestamp(rows, i, "timeout_at");
 	task->root_id = dasa_get_text(rows, i, "root_id");
 	task->promise_tid = *(ItemPointer) DatumGetPointer(dasa_get(rows, i, "promise_tid", &isnull));
+	task->run_as = DatumGetObjectId(dasa_get(rows, i, "run_as", &isnull));
 	task->registered = dasa_get_bool(rows, i, "registered");
 	if (!task->registered)
 		return;
 	task->proc = DatumGetObjectId(dasa_get(rows, i, "proc", &isnull));
-	task->run_as = DatumGetObjectId(dasa_get(rows, i, "run_as", &isnull));
 	task->max_attempts = dasa_get_int32(rows, i, "max_attempts");
 	task->initial_backoff_ms = dasa_get_float8(rows, i, "initial_backoff_ms");
 	task->max_backoff_ms = dasa_get_float8(rows, i, "max_backoff_ms");
@@ -215,12 +211,12 @@ error_value(ErrorData *error, int attempts)
 static void
 insert_attempt(DasaTask *task, int attempt, ErrorData *error, TimestampTz now)
 {
-	Datum		args[6] = {CStringGetTextDatum(task->id), Int32GetDatum(attempt),
+	Datum		args[7] = {CStringGetTextDatum(task->id), Int32GetDatum(attempt),
 		CStringGetTextDatum(unpack_sql_state(error->sqlerrcode)),
 		CStringGetTextDatum(error->message ? error->message : ""),
 		error->detail ? CStringGetTextDatum(error->detail) : (Datum) 0,
-	TimestampTzGetDatum(now)};
-	char		nulls[6] = {' ', ' ', ' ', ' ', error->detail ? ' ' : 'n', ' '};
+	TimestampTzGetDatum(now), ObjectIdGetDatum(task->run_as)};
+	char		nulls[7] = {' ', ' ', ' ', ' ', error->detail ? ' ' : 'n', ' ', ' '};
 
 	(void) dasa_run(&record_attempt, args, nulls, 0);
 }

@@ -2,7 +2,7 @@
  * attempt.c: one attempt of a task.
  *
  * Calls the registered procedure in a subtransaction, as the role that
- * registered it, under a statement timeout (the function's timeout, cut to
+ * invoked it, under a statement timeout (the function's timeout, cut to
  * the promise's deadline), with GUC changes undone afterwards, and within
  * an execution context (context.c). A value keeps the subtransaction; an
  * error, a value after the deadline, or a suspension (an await on a pending
@@ -19,13 +19,18 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 
-/* A failure no retry can mend: the function, its procedure or its role is gone or barred. */
+/*
+ * A failure no retry can mend: the function or its procedure is gone, or
+ * the invoking role is gone or may no longer call the procedure directly
+ * (USAGE on its schema, EXECUTE on it).
+ */
 static ErrorData *
 unrunnable(DasaTask *task)
 {
@@ -39,12 +44,16 @@ unrunnable(DasaTask *task)
 							   "It was dropped after the function was registered.");
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(task->run_as)))
 		return dasa_make_error(ERRCODE_UNDEFINED_OBJECT,
-							   psprintf("the role that registered function \"%s\" no longer exists", task->function),
+							   psprintf("the role that invoked \"%s\" no longer exists", task->id),
 							   NULL);
+	if (pg_namespace_aclcheck(get_func_namespace(task->proc), task->run_as, ACL_USAGE) != ACLCHECK_OK)
+		return dasa_make_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
+							   psprintf("permission denied for schema %s", get_namespace_name(get_func_namespace(task->proc))),
+							   "The role that invoked it may no longer use the schema of its procedure.");
 	if (pg_proc_aclcheck(task->proc, task->run_as, ACL_EXECUTE) != ACLCHECK_OK)
 		return dasa_make_error(ERRCODE_INSUFFICIENT_PRIVILEGE,
 							   psprintf("permission denied for function %s", format_procedure(task->proc)),
-							   "The role that registered it may no longer execute it.");
+							   "The role that invoked it may no longer execute it.");
 	return NULL;
 }
 
@@ -122,6 +131,12 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	PG_TRY();
 	{
 		out->value = call_procedure(task, keep);
+		if (dasa_attempt_used_temp_objects() && !out->context->suspended)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("dasa functions cannot use temporary objects"),
+					 errdetail("Executors run every role's invocations in shared sessions; a temporary object would outlive this invocation."),
+					 errhint("Use a regular table or a common table expression instead.")));
 		if (out->context->suspended)
 		{
 			/* It awaited a pending promise and caught the signal: suspend anyway. */
@@ -152,6 +167,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	}
 	PG_END_TRY();
 	dasa_context_end();
+	dasa_reset_session_state();
 
 	/*
 	 * The attempt's statement timeout may have fired just as the call

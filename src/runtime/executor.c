@@ -58,6 +58,7 @@ show_running(DasaTask *task)
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return;
 	}
+	me->task_owner = task->run_as;
 	strlcpy(me->task_id, task->id, sizeof(me->task_id));
 	strlcpy(me->function, task->function, sizeof(me->function));
 	me->started_at = GetCurrentTimestamp();

@@ -44,6 +44,10 @@ extern void dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts)
 extern void dasa_batch_ended(DasaBatch *batch, DasaTask *task);
 extern void dasa_batch_flush(DasaBatch *batch);
 
+/* isolation.c: nothing one invocation leaves behind is seen by the next */
+extern bool dasa_attempt_used_temp_objects(void);
+extern void dasa_reset_session_state(void);
+
 /* bgworker.c, launcher.c, worker.c, executor.c */
 extern void dasa_bgworker_start(Oid dboid, const char *appname);
 extern void dasa_bgworker_tick(void);

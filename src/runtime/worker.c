@@ -85,10 +85,16 @@ run_cycle(void)
 	TimestampTz next;
 
 	begin_cycle();
-	if (!OidIsValid(get_extension_oid("dasa", true)))
+	switch (dasa_schema())
 	{
-		end_cycle();
-		return -1;
+		case DASA_SCHEMA_ABSENT:
+			end_cycle();
+			return -1;
+		case DASA_SCHEMA_OTHER:
+			end_cycle();
+			return 0;			/* idle until ALTER EXTENSION dasa UPDATE */
+		case DASA_SCHEMA_CURRENT:
+			break;
 	}
 	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
 		next = now;

@@ -77,5 +77,6 @@ typedef struct DasaUserSave
 extern Oid	dasa_extension_owner(void);
 extern void dasa_switch_user(Oid role, DasaUserSave *save);
 extern void dasa_restore_user(const DasaUserSave *save);
+extern bool dasa_may_access(Oid role, Oid owner);
 
 #endif							/* DASA_STORAGE_H */

@@ -10,7 +10,7 @@ CREATE FUNCTION many_rows(args jsonb) RETURNS SETOF jsonb LANGUAGE sql AS $$ SEL
 CREATE PROCEDURE a_procedure(args jsonb) LANGUAGE sql AS $$ SELECT 1 $$;
 
 -- register, with defaults and with options; re-registering updates
-SELECT name, proc, run_as, max_attempts, initial_backoff, max_backoff, jitter, timeout
+SELECT name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout
 FROM dasa.register('double', 'double_it(jsonb)');
 SELECT name, max_attempts, initial_backoff, timeout
 FROM dasa.register('double', 'double_it(jsonb)', max_attempts => 5,

@@ -27,7 +27,7 @@ SELECT count(*) FROM dasa.promises;
 SELECT dasa._notify_launcher();
 SELECT count(*) FROM dasa.tasks;
 SELECT count(*) FROM dasa.attempts;
-UPDATE dasa.functions SET run_as = 'postgres';
+UPDATE dasa.functions SET owner = 'postgres';
 DELETE FROM dasa.tasks;
 RESET ROLE;
 

@@ -13,8 +13,12 @@ q postgres "CREATE DATABASE dasa_up_new" >/dev/null
 q dasa_up_old "CREATE EXTENSION dasa VERSION '0.1.0'" >/dev/null
 q dasa_up_new "CREATE EXTENSION dasa" >/dev/null
 
-q dasa_up_old "SELECT dasa.create_promise('kept', '1 hour', '{\"a\": 1}')" >/dev/null
+# a promise as the 0.1.0 library wrote it
+q dasa_up_old "INSERT INTO dasa.promises (id, param, timeout_at, created_at)
+               VALUES ('kept', '{\"a\": 1}', now() + interval '1 hour', now())" >/dev/null
 is "$(q dasa_up_old "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" 0.1.0 "0.1.0 installs"
+is "$(psql -XAtq -v VERBOSITY=sqlstate -d dasa_up_old -c "SELECT dasa.create_promise('early', '1 hour')" 2>&1 | sed 's/^ERROR:  //')" 55000 \
+   "this library refuses to work on the older SQL objects (55000, hint: ALTER EXTENSION dasa UPDATE)"
 q dasa_up_old "ALTER EXTENSION dasa UPDATE" >/dev/null
 is "$(q dasa_up_old "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" "$(q dasa_up_old "SELECT default_version FROM pg_available_extensions WHERE name = 'dasa'")" "ALTER EXTENSION dasa UPDATE reaches the current version"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Functions run as the role that registered them, never as the superuser the
-# executors connect as; invoking needs EXECUTE on the procedure; names belong
-# to whoever registered them; search_path tricks change nothing.
+# Invocations run as the role that invoked them, never as the superuser the
+# executors connect as nor as the role that registered the function;
+# invoking needs EXECUTE on the procedure; names belong to whoever
+# registered them; search_path tricks change nothing.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_tap
@@ -15,7 +16,7 @@ outcome() { q $db "SELECT state || ' ' || coalesce(value->>'sqlstate', value::te
 cleanup() {
   PGOPTIONS='-c client_min_messages=warning' q $db "
   DROP SCHEMA IF EXISTS sec_evil CASCADE;
-  DELETE FROM dasa.functions WHERE run_as::text IN ('sec_alice', 'sec_bob');
+  DELETE FROM dasa.functions WHERE owner::text IN ('sec_alice', 'sec_bob');
   DO \$\$ BEGIN
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'sec_alice') THEN
       DROP OWNED BY sec_alice, sec_bob; DROP ROLE sec_alice; DROP ROLE sec_bob;
@@ -52,13 +53,13 @@ SELECT count(*) FROM (
   UNION ALL SELECT dasa.register('sec_private', 'sec_private(jsonb)', max_attempts => 1)
   UNION ALL SELECT dasa.register('sec_unpin', 'sec_unpin(jsonb)', max_attempts => 1)) r" >/dev/null
 
-is "$(as_role sec_alice "SELECT run_as FROM dasa.functions WHERE name = 'sec_whoami'")" sec_alice \
-   "a function is bound to the role that registered it"
+is "$(as_role sec_alice "SELECT owner FROM dasa.functions WHERE name = 'sec_whoami'")" sec_alice \
+   "a registration belongs to the role that registered it"
 
 as_role sec_bob "SELECT dasa.invoke('sec_whoami', '{}', 'sec-1')" >/dev/null
 settled sec-1
-is "$(q $db "SELECT value->>'current_user' FROM dasa.get_promise('sec-1')")" sec_alice \
-   "current_user inside the function is the registering role, whoever invoked it"
+is "$(q $db "SELECT value->>'current_user' FROM dasa.get_promise('sec-1')")" sec_bob \
+   "current_user inside the function is the role that invoked it, not the one that registered it"
 
 as_role sec_alice "SELECT dasa.invoke('sec_peek', '{}', 'sec-2')" >/dev/null
 settled sec-2
@@ -93,7 +94,7 @@ psql -XAtq -d $db -c "SET ROLE sec_bob" -c "SET search_path = sec_evil, public" 
 is "$(psql -XAtq -d $db -c "SET search_path = sec_evil, public" -c "SELECT sec_whoami('{}')")" '"evil"' \
    "(the shadowing function is what that search_path resolves to)"
 settled sec-7
-is "$(q $db "SELECT value->>'current_user' FROM dasa.get_promise('sec-7')")" sec_alice \
+is "$(q $db "SELECT value->>'current_user' FROM dasa.get_promise('sec-7')")" sec_bob \
    "the executor runs the registered procedure, not a same-named one on the invoker's search_path"
 
 # user code that changes session settings does not change the executor
