@@ -12,6 +12,7 @@
 
 /* validate.c: checks on user input that raise clear errors */
 extern char *dasa_check_id(FunctionCallInfo fcinfo, int argno);
+extern void dasa_check_id_length(int len);
 extern TimestampTz dasa_check_timeout(FunctionCallInfo fcinfo, int argno,
 									  const char *what, TimestampTz now);
 extern Interval *dasa_check_interval(FunctionCallInfo fcinfo, int argno, const char *what);

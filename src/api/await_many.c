@@ -52,10 +52,7 @@ check_ids(FunctionCallInfo fcinfo)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("ids must not contain NULL")));
 		id = TextDatumGetCString(elems[i]);
-		if (strlen(id) == 0 || strlen(id) > DASA_MAX_ID_BYTES)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("promise ids must have 1 to %d bytes", DASA_MAX_ID_BYTES)));
+		dasa_check_id_length(strlen(id));
 		ids = lappend(ids, id);
 	}
 	return ids;

@@ -22,32 +22,45 @@
 PG_FUNCTION_INFO_V1(dasa_register);
 PG_FUNCTION_INFO_V1(dasa_unregister);
 
+/* What keeps a procedure from being a dasa function, in words; NULL if nothing. */
+static char *
+signature_problem(Form_pg_proc form, Oid proc)
+{
+	if (form->prokind != PROKIND_FUNCTION)
+		return psprintf("%s is a %s, not a function.", format_procedure(proc),
+						form->prokind == PROKIND_PROCEDURE ? "procedure" : "aggregate or window function");
+	if (form->pronargs != 1 || form->proargtypes.values[0] != JSONBOID)
+		return psprintf("%s takes %s; a dasa function takes exactly one argument, of type jsonb.",
+						format_procedure(proc),
+						form->pronargs == 0 ? "no argument" :
+						form->pronargs == 1 ? psprintf("one argument of type %s",
+													   format_type_be(form->proargtypes.values[0])) :
+						psprintf("%d arguments", form->pronargs));
+	if (form->proretset || form->prorettype != JSONBOID)
+		return psprintf("%s returns %s%s; a dasa function returns one jsonb value.",
+						format_procedure(proc), form->proretset ? "a set of " : "",
+						format_type_be(form->prorettype));
+	return NULL;
+}
+
 /* The procedure must be a plain function taking jsonb and returning jsonb. */
 static void
 check_signature(Oid proc)
 {
 	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(proc));
-	Form_pg_proc form;
-	bool		fits;
-	bool		retset;
+	char	   *problem;
 
 	if (!HeapTupleIsValid(tup))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function with OID %u does not exist", proc)));
-	form = (Form_pg_proc) GETSTRUCT(tup);
-	fits = form->prokind == PROKIND_FUNCTION && !form->proretset &&
-		form->pronargs == 1 && form->proargtypes.values[0] == JSONBOID &&
-		form->prorettype == JSONBOID;
-	retset = form->proretset;
+	problem = signature_problem((Form_pg_proc) GETSTRUCT(tup), proc);
 	ReleaseSysCache(tup);
-	if (!fits)
+	if (problem != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_FUNCTION_DEFINITION),
 				 errmsg("%s cannot be registered", format_procedure(proc)),
-				 errdetail("A dasa function is a function (not a procedure) that takes one jsonb argument and returns one jsonb value; %s returns %s%s.",
-						   format_procedure(proc), retset ? "a set of " : "",
-						   format_type_be(get_func_rettype(proc))),
+				 errdetail_internal("%s", problem),
 				 errhint("Wrap it in a function (args jsonb) RETURNS jsonb.")));
 }
 

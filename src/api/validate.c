@@ -10,20 +10,10 @@
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
 
-/* The promise id in argument argno: not NULL, not empty, not over the limit. */
-char *
-dasa_check_id(FunctionCallInfo fcinfo, int argno)
+/* A promise id of len bytes: not empty, not over the limit (the same errors everywhere). */
+void
+dasa_check_id_length(int len)
 {
-	text	   *t;
-	int			len;
-
-	if (PG_ARGISNULL(argno))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("promise id must not be NULL"),
-				 errhint("Pass a text id that names the promise.")));
-	t = PG_GETARG_TEXT_PP(argno);
-	len = VARSIZE_ANY_EXHDR(t);
 	if (len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -35,6 +25,21 @@ dasa_check_id(FunctionCallInfo fcinfo, int argno)
 				 errmsg("promise id is too long"),
 				 errdetail("The id has %d bytes; the limit is %d.", len, DASA_MAX_ID_BYTES),
 				 errhint("Use a shorter id, for example a hash of a long key.")));
+}
+
+/* The promise id in argument argno: not NULL, not empty, not over the limit. */
+char *
+dasa_check_id(FunctionCallInfo fcinfo, int argno)
+{
+	text	   *t;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("promise id must not be NULL"),
+				 errhint("Pass a text id that names the promise.")));
+	t = PG_GETARG_TEXT_PP(argno);
+	dasa_check_id_length(VARSIZE_ANY_EXHDR(t));
 	return text_to_cstring(t);
 }
 
@@ -55,15 +60,22 @@ dasa_check_interval(FunctionCallInfo fcinfo, int argno, const char *what)
 				 errmsg("%s must not be NULL", what),
 				 errhint("Pass an interval such as '1 hour'.")));
 	span = PG_GETARG_INTERVAL_P(argno);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(span),
+
+	/*
+	 * Every part must be non-negative: a month is not a fixed number of
+	 * days, so '-1 month 30 days 1 second' is positive or negative
+	 * depending on the date, and a deadline written so could be born past.
+	 */
+	if (span->month < 0 || span->day < 0 || span->time < 0 ||
+		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(span),
 										  IntervalPGetDatum(&zero))) < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must not be negative", what),
-				 errdetail("The interval given was %s.",
+				 errdetail("The interval given was %s; none of its months, days and time may be negative.",
 						   DatumGetCString(DirectFunctionCall1(interval_out,
 															   IntervalPGetDatum(span)))),
-				 errhint("Pass a zero or positive interval.")));
+				 errhint("Pass a zero or positive interval, such as '23 hours' rather than '1 day -1 hour'.")));
 	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(span),
 										  IntervalPGetDatum(&longest))) > 0)
 		ereport(ERROR,

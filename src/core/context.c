@@ -11,6 +11,9 @@
  */
 #include "core/core.h"
 
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+
 #include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "mb/pg_wchar.h"
@@ -18,6 +21,29 @@
 
 /* Bytes of the root's id kept at the front of a shortened child id. */
 #define ROOT_PREFIX_BYTES 64
+
+/* Where a promise sits in its tree. */
+static DasaStatement promise_lineage = {
+	.sql = "SELECT parent_id, root_id FROM dasa.promises WHERE id = $1",
+	.args = {TEXTOID},
+	.columns = {"parent_id", "root_id"},
+};
+
+/*
+ * Is $2 an ancestor of $1? Walks up one parent at a time (a LATERAL probe
+ * of the primary key per level); only run for a promise of the same tree
+ * that is not the invocation's own child.
+ */
+static DasaStatement is_ancestor = {
+	.sql = "WITH RECURSIVE up(id) AS ("
+	"  SELECT parent_id FROM dasa.promises WHERE id = $1 AND parent_id IS NOT NULL"
+	"  UNION"
+	"  SELECT p.parent_id FROM up CROSS JOIN LATERAL (SELECT parent_id FROM dasa.promises x"
+	"    WHERE x.id = up.id OFFSET 0) p WHERE p.parent_id IS NOT NULL) "
+	"SELECT EXISTS (SELECT 1 FROM up WHERE id = $2) AS found",
+	.args = {TEXTOID, TEXTOID},
+	.columns = {"found"},
+};
 
 static DasaContext *current = NULL;
 
@@ -113,6 +139,59 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb
 	MemoryContextSwitchTo(old);
 }
 
+/* Is id the running invocation or one of its ancestors? (Connected to SPI as the owner.) */
+static bool
+awaits_own_line(DasaContext *c, const char *id)
+{
+	Datum		args[2] = {CStringGetTextDatum(c->id), CStringGetTextDatum(id)};
+	DasaRows	lineage;
+	DasaRows	found;
+
+	if (strcmp(id, c->id) == 0 || strcmp(id, c->root_id) == 0)
+		return true;
+	lineage = dasa_run(&promise_lineage, args + 1, NULL, 1);
+	if (lineage.n == 0)
+		return false;
+	/* One's own child, or a promise of another tree, cannot be an ancestor: no walk needed. */
+	if (dasa_get_text(&lineage, 0, "parent_id") != NULL &&
+		strcmp(dasa_get_text(&lineage, 0, "parent_id"), c->id) == 0)
+		return false;
+	if (dasa_get_text(&lineage, 0, "root_id") == NULL ||
+		strcmp(dasa_get_text(&lineage, 0, "root_id"), c->root_id) != 0)
+		return false;
+	found = dasa_run(&is_ancestor, args, NULL, 1);
+	return dasa_get_bool(&found, 0, "found");
+}
+
+/*
+ * Awaiting itself or an ancestor (which waits for it) would wait until the
+ * deadline: refuse at once, with no retry.
+ */
+static void
+refuse_waiting_on_own_line(DasaContext *c, List *ids)
+{
+	DasaUserSave save;
+	ListCell   *lc;
+	char	   *culprit = NULL;
+
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	foreach(lc, ids)
+		if (culprit == NULL && awaits_own_line(c, (char *) lfirst(lc)))
+			culprit = pstrdup((char *) lfirst(lc));
+	SPI_finish();
+	dasa_restore_user(&save);
+	if (culprit == NULL)
+		return;
+	c->final = true;
+	ereport(ERROR,
+			(errcode(ERRCODE_DASA_AWAITS_ITSELF),
+			 errmsg("invocation \"%s\" cannot await %s", c->id,
+					strcmp(culprit, c->id) == 0 ? "itself" : psprintf("its ancestor \"%s\"", culprit)),
+			 errdetail("The awaited invocation waits for this one, so neither could ever finish."),
+			 errhint("Await children, or promises settled elsewhere; return a value to the parent instead.")));
+}
+
 /*
  * Suspend the attempt until the given pending promises settle (all of them,
  * or any one). Raises an error to unwind the user's code; the executor reads
@@ -121,8 +200,11 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb
 void
 dasa_context_suspend(DasaContext *c, List *ids, bool any)
 {
-	MemoryContext old = MemoryContextSwitchTo(c->memory);
+	MemoryContext old;
 	ListCell   *lc;
+
+	refuse_waiting_on_own_line(c, ids);
+	old = MemoryContextSwitchTo(c->memory);
 
 	foreach(lc, ids)
 		c->awaited = lappend(c->awaited, pstrdup((char *) lfirst(lc)));

@@ -9,6 +9,7 @@
  *                wake-ups queued for commit
  *   tasks.c      the task lifecycle: enqueue, claim, complete, retry or
  *                reject a failed attempt, end (all fenced by version)
+ *   rejection.c  a failed attempt's error, bounded, and its rejection value
  *   suspension.c suspend a task on the promises it awaits, resume it
  *   invocations.c invoke: an invocation's promise and task, replay checks
  *   registry.c   registered functions
@@ -73,7 +74,7 @@ typedef struct DasaContext
 	List	   *awaited;		/* ids it suspended on */
 	bool		await_any;
 	bool		suspended;
-	bool		nondeterministic;
+	bool		final;			/* failed in a way no retry can mend */
 	MemoryContext memory;
 } DasaContext;
 
@@ -138,6 +139,10 @@ extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *version
 extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
 extern void dasa_tasks_end(List *ids);
 extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
+
+/* rejection.c: a failed attempt's error, bounded, and the rejection value */
+extern void dasa_bound_error(ErrorData *error);
+extern Jsonb *dasa_rejection_value(ErrorData *error, int attempts);
 
 /* suspension.c */
 extern void dasa_task_suspend(DasaTask *task, DasaContext *c);

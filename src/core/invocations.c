@@ -95,7 +95,7 @@ dasa_check_replay(DasaContext *c, const char *id, const char *function)
 
 	if (recorded == NULL ? function == NULL : (function != NULL && strcmp(recorded, function) == 0))
 		return;
-	c->nondeterministic = true;
+	c->final = true;
 	ereport(ERROR,
 			(errcode(ERRCODE_DASA_NONDETERMINISTIC),
 			 errmsg("non-deterministic replay of invocation \"%s\"", c->id),

@@ -16,9 +16,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
-#include "lib/stringinfo.h"
 #include "utils/builtins.h"
-#include "utils/json.h"
 
 static DasaStatement enqueue_task = {
 	.sql = "INSERT INTO dasa.tasks (id, function, run_at) VALUES ($1, $2, $3)",
@@ -192,26 +190,6 @@ dasa_make_error(int sqlerrcode, const char *message, const char *detail)
 	return e;
 }
 
-/* The rejection value: {"sqlstate", "message", "detail", "attempts"}. */
-static Jsonb *
-error_value(ErrorData *error, int attempts)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"sqlstate\": ");
-	escape_json(&buf, unpack_sql_state(error->sqlerrcode));
-	appendStringInfoString(&buf, ", \"message\": ");
-	escape_json(&buf, error->message ? error->message : "");
-	appendStringInfoString(&buf, ", \"detail\": ");
-	if (error->detail)
-		escape_json(&buf, error->detail);
-	else
-		appendStringInfoString(&buf, "null");
-	appendStringInfo(&buf, ", \"attempts\": %d}", attempts);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
-}
-
 static void
 insert_attempt(DasaTask *task, int attempt, ErrorData *error, TimestampTz now)
 {
@@ -251,10 +229,11 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(attempts),
 	TimestampTzGetDatum(next), Int64GetDatum(task->version)};
 
+	dasa_bound_error(error);
 	insert_attempt(task, attempts, error, now);
 	if (final || attempts >= task->max_attempts || next >= task->timeout_at)
 	{
-		Jsonb	   *values[1] = {error_value(error, attempts)};
+		Jsonb	   *values[1] = {dasa_rejection_value(error, attempts)};
 
 		(void) dasa_settle(1, &task->id, "rejected", values, true);
 		dasa_tasks_complete(1, &task->id, &attempts, &task->version);

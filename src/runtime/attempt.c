@@ -163,7 +163,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		out->suspended = out->context->suspended;
-		out->final = out->context->nondeterministic;
+		out->final = out->context->final;
 	}
 	PG_END_TRY();
 	dasa_context_end();
