@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "commands/trigger.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -93,6 +94,13 @@ call_procedure(DasaTask *task, MemoryContext keep)
 							 GUC_ACTION_SAVE, true, 0, false);
 	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
 	result = FunctionCallInvoke(call);
+
+	/*
+	 * Deferred constraints and triggers fire now, as the invocation's role
+	 * and inside its subtransaction: one that fails is this attempt's
+	 * failure, not the whole batch's at commit.
+	 */
+	AfterTriggerFireDeferred();
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	/* Undo every setting the code changed, even with plain SET. */
 	AtEOXact_GUC(false, nest);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fault containment, first part (issue 9): with 100 ordinary invocations
 # running beside each case, all of which must resolve:
+#  - a function breaking a deferred foreign key fails as its own attempt
+#    (constraints fire at the attempt's end), not the batch's commit;
 #  - a 30-level chain whose leaf fails: every level is rejected, each
 #    rejection carries its child's as JSON (not an escaped string), so the
 #    sizes grow by a few bytes per level, not doubling;
@@ -32,6 +34,11 @@ CREATE FUNCTION ct_parent(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 BEGIN RETURN dasa.await(dasa.invoke('ct_await_parent', jsonb_build_object('parent', dasa.current_invocation()))); END \$\$;
 CREATE FUNCTION ct_await_parent(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 BEGIN RETURN dasa.await(args->>'parent'); END \$\$;
+CREATE TABLE ct_parents (id int PRIMARY KEY);
+CREATE TABLE ct_children (parent int REFERENCES ct_parents DEFERRABLE INITIALLY DEFERRED);
+-- breaks a deferred foreign key and returns as if all were well
+CREATE FUNCTION ct_deferred(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN INSERT INTO ct_children VALUES (42); RETURN '\"looks fine\"'; END \$\$;
 CREATE FUNCTION ct_two_args(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql AS \$\$ SELECT a \$\$;
 SELECT count(*) FROM (
   SELECT dasa.register('ct_ok', 'ct_ok(jsonb)')
@@ -39,7 +46,8 @@ SELECT count(*) FROM (
   UNION ALL SELECT dasa.register('ct_huge', 'ct_huge(jsonb)', max_attempts => 2, initial_backoff => '0 s')
   UNION ALL SELECT dasa.register('ct_self', 'ct_self(jsonb)', max_attempts => 3)
   UNION ALL SELECT dasa.register('ct_parent', 'ct_parent(jsonb)', max_attempts => 3)
-  UNION ALL SELECT dasa.register('ct_await_parent', 'ct_await_parent(jsonb)', max_attempts => 3)) r" >/dev/null
+  UNION ALL SELECT dasa.register('ct_await_parent', 'ct_await_parent(jsonb)', max_attempts => 3)
+  UNION ALL SELECT dasa.register('ct_deferred', 'ct_deferred(jsonb)', max_attempts => 2, initial_backoff => '0 s')) r" >/dev/null
 
 beside() {  # beside TAG: 100 ordinary invocations
   q $db "SELECT count(dasa.invoke('ct_ok', jsonb_build_object('i', i), '$1-' || i)) FROM generate_series(1, 100) i" >/dev/null
@@ -47,6 +55,19 @@ beside() {  # beside TAG: 100 ordinary invocations
 all_resolved() {  # all_resolved TAG
   wait_for 60 $db "SELECT count(*) = 100 FROM dasa.promises WHERE id LIKE '$1-%' AND state = 'resolved'"
 }
+
+executor_pids() { q $db "SELECT string_agg(pid::text, ',' ORDER BY pid) FROM dasa.executors()"; }
+
+# a deferred constraint broken by a function that returns a value
+pids=$(executor_pids)
+beside ct-b0
+q $db "SELECT dasa.invoke('ct_deferred', '{}', 'ct-deferred')" >/dev/null
+ok "a function breaking a deferred foreign key settles" wait_for 30 $db "SELECT state <> 'pending' FROM dasa.promises WHERE id = 'ct-deferred'"
+is "$(q $db "SELECT state || ' ' || (value->>'sqlstate') || ' ' || (value->>'attempts') FROM dasa.promises WHERE id = 'ct-deferred'")" \
+   "rejected 23503 2" "as a failed attempt of its own (23503), retried, then rejected"
+is "$(q $db "SELECT count(*) FROM ct_children")" 0 "its row is gone"
+ok "the 100 invocations beside it all resolved" all_resolved ct-b0
+is "$(executor_pids)" "$pids" "and no executor exited"
 
 # a failing leaf 30 levels down
 beside ct-b1
