@@ -36,6 +36,10 @@ UPDATE dasa.promises SET owner = (SELECT relowner FROM pg_catalog.pg_class
 WHERE owner IS NULL;
 ALTER TABLE dasa.promises ALTER COLUMN owner SET NOT NULL;
 
+-- Attempts that died with their server process (counted when an executor
+-- starts again); such a task then runs alone in a batch of its own.
+ALTER TABLE dasa.tasks ADD COLUMN crashes integer NOT NULL DEFAULT 0;
+
 -- Failed attempts carry their invocation's owner, who may read them.
 ALTER TABLE dasa.attempts ADD COLUMN owner regrole;
 UPDATE dasa.attempts a SET owner = p.owner FROM dasa.promises p WHERE p.id = a.task_id;

@@ -23,28 +23,46 @@ static DasaStatement enqueue_task = {
 	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID},
 };
 
+/* A task with what running it needs (its promise p, its registration f). */
+#define TASK_SELECT \
+	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, p.state = 'pending' AS promise_pending," \
+	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid, p.owner::oid AS run_as," \
+	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc," \
+	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
+	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
+	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms " \
+	"FROM dasa.tasks t " \
+	"JOIN dasa.promises p ON p.id = t.id " \
+	"LEFT JOIN dasa.functions f ON f.name = t.function "
+#define TASK_COLUMNS \
+	"id", "function", "attempt", "version", "crashes", "promise_pending", "args", "timeout_at", \
+	"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts", \
+	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms"
+
 /*
- * Claim up to $2 due tasks, with what running them needs. Their promises
- * are share-locked: the timeout sweep passes them by, and a cancellation
- * does not wait for the attempt (the attempt's hold then fails).
+ * Claim up to $2 due tasks. Their promises are share-locked: the timeout
+ * sweep passes them by, and a cancellation does not wait for the attempt
+ * (the attempt's hold then fails).
  */
 static DasaStatement claim_tasks = {
-	.sql = "SELECT t.id, t.function, t.attempt, t.version, p.state = 'pending' AS promise_pending,"
-	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid, p.owner::oid AS run_as,"
-	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc,"
-	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms,"
-	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter,"
-	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms "
-	"FROM dasa.tasks t "
-	"JOIN dasa.promises p ON p.id = t.id "
-	"LEFT JOIN dasa.functions f ON f.name = t.function "
+	.sql = TASK_SELECT
 	"WHERE t.state = 'pending' AND t.run_at <= $1 "
 	"ORDER BY t.run_at LIMIT $2 "
 	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
 	.args = {TIMESTAMPTZOID, INT4OID},
-	.columns = {"id", "function", "attempt", "version", "promise_pending", "args", "timeout_at",
-		"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts",
-	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms"},
+	.columns = {TASK_COLUMNS},
+};
+
+/* The pending task $1, locked (to count an attempt that crashed). */
+static DasaStatement crashed_task = {
+	.sql = TASK_SELECT "WHERE t.id = $1 AND t.state = 'pending' FOR UPDATE OF t SKIP LOCKED",
+	.args = {TEXTOID},
+	.columns = {TASK_COLUMNS},
+};
+
+static DasaStatement count_crash = {
+	.sql = "UPDATE dasa.tasks SET crashes = crashes + 1 WHERE id = $1",
+	.args = {TEXTOID},
 };
 
 /* When the next pending task after $1 falls due. */
@@ -117,6 +135,7 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->function = dasa_get_text(rows, i, "function");
 	task->attempt = dasa_get_int32(rows, i, "attempt");
 	task->version = dasa_get_int64(rows, i, "version");
+	task->crashes = dasa_get_int32(rows, i, "crashes");
 	task->promise_pending = dasa_get_bool(rows, i, "promise_pending");
 	task->args = args ? args : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	task->timeout_at = dasa_get_timestamp(rows, i, "timeout_at");
@@ -241,4 +260,32 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 	}
 	(void) dasa_run(&retry_task, args, NULL, 0);
 	return false;
+}
+
+/*
+ * The attempt of task id died with its server process (crashed, or killed):
+ * count it as a failed attempt of that invocation alone, retried by its
+ * policy or rejected when attempts run out. From then on it runs alone in a
+ * batch of its own. Nothing happens if the task is no longer pending.
+ */
+void
+dasa_task_crashed(const char *id)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	DasaRows	found = dasa_run(&crashed_task, args, NULL, 1);
+	DasaTask	task;
+
+	if (found.n == 0)
+		return;
+	memset(&task, 0, sizeof(task));
+	read_task(&found, 0, &task);
+	if (!task.promise_pending || !task.registered)
+		return;
+	(void) dasa_run(&count_crash, args, NULL, 0);
+	(void) dasa_task_fail(&task,
+						  dasa_make_error(ERRCODE_DASA_ATTEMPT_CRASHED,
+										  "the server process running this attempt crashed or was killed",
+										  psprintf("Attempt %d of \"%s\" ended with its process; it will run alone from now on.",
+												   task.attempt + 1, task.id)),
+						  false);
 }

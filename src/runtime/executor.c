@@ -83,7 +83,9 @@ process_task(DasaBatch *batch, DasaTask *task)
 		return;
 	}
 	show_running(task);
+	dasa_crash_record_set(task);
 	dasa_run_attempt(task, &attempt);
+	dasa_crash_record_clear();
 	show_running(NULL);
 	if (attempt.ok)
 		dasa_batch_resolved(batch, task, attempt.value);
@@ -151,7 +153,14 @@ run_batch(TimestampTz *next_due)
 			{
 				if (ran > 0 && GetCurrentTimestamp() - now > 2 * BATCH_TARGET_MS * 1000)
 					break;		/* the rest stay pending, unlocked at commit */
+				if (ran > 0 && tasks[ran].crashes > 0)
+					break;		/* one that crashed its process before runs alone */
 				process_task(&batch, &tasks[ran]);
+				if (tasks[ran].crashes > 0)
+				{
+					ran++;
+					break;
+				}
 			}
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
@@ -208,6 +217,7 @@ run_batch_or_recover(TimestampTz *next_due)
 		AbortCurrentTransaction();
 		FlushErrorState();
 		RESUME_INTERRUPTS();
+		dasa_crash_record_clear();
 		show_running(NULL);
 		n = 0;
 		*next_due = GetCurrentTimestamp() + RECOVERY_PAUSE_MS * 1000;
@@ -244,6 +254,30 @@ executor_loop(void)
 	}
 }
 
+/*
+ * If the previous process in this slot died during an attempt, count that
+ * attempt against its invocation (one transaction), then forget it.
+ */
+static void
+count_crashed_attempt(void)
+{
+	char	   *id = dasa_crash_record_take();
+
+	if (id == NULL)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (dasa_schema() == DASA_SCHEMA_CURRENT)
+		dasa_task_crashed(id);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	dasa_crash_record_clear();
+	ereport(LOG, (errmsg("dasa executor: an attempt of \"%s\" ended with its server process; counted as a failed attempt", id)));
+}
+
 static void
 release_slot(int code, Datum arg)
 {
@@ -267,6 +301,8 @@ dasa_executor_main(Datum main_arg)
 	me->started_at = 0;
 	me->task_id[0] = '\0';
 	before_shmem_exit(release_slot, (Datum) 0);
+	dasa_crash_record_open(dboid, my_index);
+	count_crashed_attempt();
 	executor_loop();
 	proc_exit(0);
 }

@@ -48,6 +48,12 @@ extern void dasa_batch_flush(DasaBatch *batch);
 extern bool dasa_attempt_used_temp_objects(void);
 extern void dasa_reset_session_state(void);
 
+/* crash_record.c: the attempt a crashed executor was running */
+extern void dasa_crash_record_open(Oid dboid, int index);
+extern void dasa_crash_record_set(DasaTask *task);
+extern void dasa_crash_record_clear(void);
+extern char *dasa_crash_record_take(void);
+
 /* bgworker.c, launcher.c, worker.c, executor.c */
 extern void dasa_bgworker_start(Oid dboid, const char *appname);
 extern void dasa_bgworker_tick(void);
