@@ -139,7 +139,7 @@ extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
 extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
 extern void dasa_tasks_end(List *ids);
-extern void dasa_task_crashed(const char *id);
+extern void dasa_task_crashed(const char *id, bool overran);
 extern ErrorData *dasa_make_error(int sqlerrcode, const char *message, const char *detail);
 
 /* rejection.c: a failed attempt's error, bounded, and the rejection value */

@@ -53,9 +53,12 @@ static DasaStatement claim_tasks = {
 	.columns = {TASK_COLUMNS},
 };
 
-/* The pending task $1, locked (to count an attempt that crashed). */
+/*
+ * The pending task $1, locked (to count an attempt that crashed); waits for
+ * an executor that runs it right now, so that the count is never skipped.
+ */
 static DasaStatement crashed_task = {
-	.sql = TASK_SELECT "WHERE t.id = $1 AND t.state = 'pending' FOR UPDATE OF t SKIP LOCKED",
+	.sql = TASK_SELECT "WHERE t.id = $1 AND t.state = 'pending' FOR UPDATE OF t",
 	.args = {TEXTOID},
 	.columns = {TASK_COLUMNS},
 };
@@ -263,13 +266,14 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 }
 
 /*
- * The attempt of task id died with its server process (crashed, or killed):
+ * The attempt of task id died with its server process (crashed, killed, or
+ * ended by its executor because it outlived its timeout: overran):
  * count it as a failed attempt of that invocation alone, retried by its
  * policy or rejected when attempts run out. From then on it runs alone in a
  * batch of its own. Nothing happens if the task is no longer pending.
  */
 void
-dasa_task_crashed(const char *id)
+dasa_task_crashed(const char *id, bool overran)
 {
 	Datum		args[1] = {CStringGetTextDatum(id)};
 	DasaRows	found = dasa_run(&crashed_task, args, NULL, 1);
@@ -282,7 +286,11 @@ dasa_task_crashed(const char *id)
 	if (!task.promise_pending || !task.registered)
 		return;
 	(void) dasa_run(&count_crash, args, NULL, 0);
-	(void) dasa_task_fail(&task,
+	(void) dasa_task_fail(&task, overran ?
+						  dasa_make_error(ERRCODE_QUERY_CANCELED,
+										  "the attempt outlived its timeout and its executor ended it",
+										  psprintf("Attempt %d of \"%s\" went on past its timeout and the grace after it, ignoring the cancel.",
+												   task.attempt + 1, task.id)) :
 						  dasa_make_error(ERRCODE_DASA_ATTEMPT_CRASHED,
 										  "the server process running this attempt crashed or was killed",
 										  psprintf("Attempt %d of \"%s\" ended with its process; it will run alone from now on.",

@@ -25,6 +25,7 @@
 #include "utils/regproc.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
+#include "storage/latch.h"
 #include "utils/timeout.h"
 
 /*
@@ -56,6 +57,26 @@ unrunnable(DasaTask *task)
 							   psprintf("permission denied for function %s", format_procedure(task->proc)),
 							   "The role that invoked it may no longer execute it.");
 	return NULL;
+}
+
+/*
+ * How long an attempt may go on after its timeout (ignoring the cancel, for
+ * example by catching query_canceled in a loop) before its executor ends
+ * it by ending its own process. The attempt then counts as failed when the
+ * executor starts again (crash_record.c).
+ */
+#define OVERRUN_GRACE_MS 2000
+
+static TimeoutId overrun_timeout = MAX_TIMEOUTS;
+
+/* Timeout handler (signal context): end this process at its next interrupt check. */
+static void
+end_overrunning_attempt(void)
+{
+	dasa_crash_record_mark_overran();
+	ProcDiePending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
 }
 
 /*
@@ -93,6 +114,7 @@ call_procedure(DasaTask *task, MemoryContext keep)
 	(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
+	enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);
 	result = FunctionCallInvoke(call);
 
 	/*
@@ -102,6 +124,7 @@ call_procedure(DasaTask *task, MemoryContext keep)
 	 */
 	AfterTriggerFireDeferred();
 	disable_timeout(STATEMENT_TIMEOUT, false);
+	disable_timeout(overrun_timeout, false);
 	/* Undo every setting the code changed, even with plain SET. */
 	AtEOXact_GUC(false, nest);
 	dasa_restore_user(&save);
@@ -125,6 +148,8 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	ResourceOwner owner = CurrentResourceOwner;
 
 	memset(out, 0, sizeof(*out));
+	if (overrun_timeout == MAX_TIMEOUTS)
+		overrun_timeout = RegisterTimeout(USER_TIMEOUT, end_overrunning_attempt);
 	out->error = unrunnable(task);
 	if (out->error != NULL)
 	{
@@ -166,6 +191,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	PG_CATCH();
 	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
+		disable_timeout(overrun_timeout, false);
 		MemoryContextSwitchTo(keep);
 		out->error = CopyErrorData();
 		FlushErrorState();

@@ -5,12 +5,15 @@
  * Each executor maps a small file of its own (pg_dasa/running.<db>.<n> in
  * the data directory) and writes the id of the task it is about to run
  * before each attempt, clearing it after. A crash of the process does not
- * lose the page cache, so when an executor starts and finds an id there,
- * that attempt died with its process: it is counted as a failed attempt of
- * that invocation alone (core/tasks.c), without a commit per attempt. When
- * the postmaster stops every process after another one crashed, or for an
- * immediate shutdown (SIGQUIT), the executor clears its record first: only
- * the process that crashed, or was killed, is blamed.
+ * lose the page cache, so when an executor starts and finds ids in its
+ * database's records, those attempts died with their processes: each is
+ * counted as a failed attempt of that invocation alone (core/tasks.c),
+ * without a commit per attempt. When the postmaster stops every process
+ * after another one crashed, or for an immediate shutdown (SIGQUIT), an
+ * executor clears its record first, and so does an orderly exit: only the
+ * process that crashed, or was killed, is blamed. An attempt that outlives
+ * its timeout is ended by ending its process (attempt.c), marked here as
+ * such and counted by the exiting executor itself (executor.c).
  */
 #include "runtime/runtime.h"
 
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "port/atomics.h"
 
 #define RECORD_DIR "pg_dasa"
@@ -29,6 +33,7 @@
 typedef struct CrashRecord
 {
 	pg_atomic_uint32 length;	/* 0: no attempt running */
+	volatile sig_atomic_t overran;	/* the executor ended it: it outlived its timeout */
 	int64		version;
 	char		task_id[DASA_MAX_ID_BYTES + 1];
 } CrashRecord;
@@ -74,6 +79,7 @@ dasa_crash_record_set(DasaTask *task)
 	memcpy(record->task_id, task->id, len);
 	record->task_id[len] = '\0';
 	record->version = task->version;
+	record->overran = 0;
 	pg_write_barrier();
 	pg_atomic_write_u32(&record->length, len);
 }
@@ -85,16 +91,71 @@ dasa_crash_record_clear(void)
 	pg_atomic_write_u32(&record->length, 0);
 }
 
-/* The task whose attempt died with the previous process here, if any (palloc'd; NULL if none). */
-char *
-dasa_crash_record_take(void)
+/* The running attempt outlived its timeout and is being ended (safe in a signal handler). */
+void
+dasa_crash_record_mark_overran(void)
 {
-	uint32		len = pg_atomic_read_u32(&record->length);
-	char	   *id;
+	if (record != NULL)
+		record->overran = 1;
+}
+
+/* Take (and clear, atomically: one taker only) what rec names; NULL if nothing. */
+static char *
+take(CrashRecord *rec, bool *overran)
+{
+	uint32		len = pg_atomic_exchange_u32(&rec->length, 0);
 
 	if (len == 0 || len > DASA_MAX_ID_BYTES)
 		return NULL;
 	pg_read_barrier();
-	id = pnstrdup(record->task_id, len);
-	return id;
+	*overran = rec->overran != 0;
+	return pnstrdup(rec->task_id, len);
+}
+
+/* This executor's own record: the attempt it is ending with, if any. */
+char *
+dasa_crash_record_take(bool *overran)
+{
+	return take(record, overran);
+}
+
+/*
+ * Every record of the database's executors (this one's included) that
+ * names an attempt which died with its process; taken, so each is counted
+ * once. Done by every executor as it starts, before it claims anything:
+ * after a crash of the whole server, no executor runs the culprit again
+ * before its crash is counted.
+ */
+List *
+dasa_crash_records_take_all(Oid dboid)
+{
+	char		prefix[64];
+	DIR		   *dir = AllocateDir(RECORD_DIR);
+	struct dirent *de;
+	List	   *ids = NIL;
+
+	snprintf(prefix, sizeof(prefix), "running.%u.", dboid);
+	while ((de = ReadDir(dir, RECORD_DIR)) != NULL)
+	{
+		char		path[MAXPGPATH];
+		int			fd;
+		void	   *page;
+		bool		overran;
+		char	   *id;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", RECORD_DIR, de->d_name);
+		if ((fd = open(path, O_RDWR | PG_BINARY, 0)) < 0)
+			continue;
+		page = mmap(NULL, RECORD_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		close(fd);
+		if (page == MAP_FAILED)
+			continue;
+		if ((id = take((CrashRecord *) page, &overran)) != NULL)
+			ids = lappend(ids, id);
+		munmap(page, RECORD_BYTES);
+	}
+	FreeDir(dir);
+	return ids;
 }

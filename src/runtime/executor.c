@@ -254,28 +254,57 @@ executor_loop(void)
 	}
 }
 
-/*
- * If the previous process in this slot died during an attempt, count that
- * attempt against its invocation (one transaction), then forget it.
- */
+/* Count each attempt in ids (task ids) as failed: it died with its process. One transaction. */
 static void
-count_crashed_attempt(void)
+count_attempts_that_died(List *ids, bool overran)
 {
-	char	   *id = dasa_crash_record_take();
+	ListCell   *lc;
 
-	if (id == NULL)
-		return;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (dasa_schema() == DASA_SCHEMA_CURRENT)
-		dasa_task_crashed(id);
+		foreach(lc, ids)
+			dasa_task_crashed((char *) lfirst(lc), overran);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	dasa_crash_record_clear();
-	ereport(LOG, (errmsg("dasa executor: an attempt of \"%s\" ended with its server process; counted as a failed attempt", id)));
+	foreach(lc, ids)
+		ereport(LOG, (errmsg("dasa executor: an attempt of \"%s\" %s; counted as a failed attempt",
+							 (char *) lfirst(lc), overran ? "outlived its timeout and was ended with its executor" :
+							 "ended with its server process")));
+}
+
+/*
+ * At start: the attempts that died with their processes in this database
+ * (a crash), counted before this executor claims anything.
+ */
+static void
+count_crashed_attempts(void)
+{
+	List	   *ids = dasa_crash_records_take_all(MyDatabaseId);
+
+	if (ids != NIL)
+		count_attempts_that_died(ids, false);
+}
+
+/*
+ * Exiting: an attempt this executor ended because it outlived its timeout
+ * is counted now, in a transaction of its own, before another executor can
+ * run it again. Any other exit through here (SIGTERM, an error of the
+ * executor's own) is no fault of the attempt: its record is just cleared.
+ */
+static void
+count_overrun_on_exit(int code, Datum arg)
+{
+	bool		overran = false;
+	char	   *id = dasa_crash_record_take(&overran);
+
+	if (id == NULL || !overran)
+		return;
+	AbortOutOfAnyTransaction();
+	count_attempts_that_died(list_make1(id), true);
 }
 
 static void
@@ -302,7 +331,8 @@ dasa_executor_main(Datum main_arg)
 	me->task_id[0] = '\0';
 	before_shmem_exit(release_slot, (Datum) 0);
 	dasa_crash_record_open(dboid, my_index);
-	count_crashed_attempt();
+	before_shmem_exit(count_overrun_on_exit, (Datum) 0);
+	count_crashed_attempts();
 	executor_loop();
 	proc_exit(0);
 }

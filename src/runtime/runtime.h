@@ -52,7 +52,9 @@ extern void dasa_reset_session_state(void);
 extern void dasa_crash_record_open(Oid dboid, int index);
 extern void dasa_crash_record_set(DasaTask *task);
 extern void dasa_crash_record_clear(void);
-extern char *dasa_crash_record_take(void);
+extern void dasa_crash_record_mark_overran(void);
+extern char *dasa_crash_record_take(bool *overran);
+extern List *dasa_crash_records_take_all(Oid dboid);
 
 /* bgworker.c, launcher.c, worker.c, executor.c */
 extern void dasa_bgworker_start(Oid dboid, const char *appname);

@@ -4,7 +4,9 @@
 # the server, the attempt that died is counted against that invocation
 # alone (from the executor's crash record), it then runs alone, and it is
 # rejected (DA007) after max_attempts crashes: no restart loop, and the
-# others all resolve.
+# others all resolve. And a function that catches its own timeout in a loop
+# is ended by its executor within the timeout plus a 2 s grace, as a failed
+# attempt (57014), without holding the executor.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_tap
@@ -45,4 +47,26 @@ ok "the 100 invocations beside it all resolved" \
    wait_for 60 $db "SELECT count(*) = 100 FROM dasa.promises WHERE id LIKE 'cl-%' AND id <> 'cl-crash' AND state = 'resolved'"
 sleep 2
 is "$(( $(crashes) - before ))" 2 "the server crashed exactly twice: no restart loop"
+
+# a function that will not stop: it catches the cancel of its timeout, forever
+q $db "
+CREATE FUNCTION cl_stubborn(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  LOOP
+    BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END;
+  END LOOP;
+END \$\$;
+SELECT count(*) FROM dasa.register('cl_stubborn', 'cl_stubborn(jsonb)', max_attempts => 1, timeout => '1 second')" >/dev/null
+q $db "BEGIN;
+       SELECT count(dasa.invoke('cl_ok', jsonb_build_object('i', i), 'cs-' || i)) FROM generate_series(1, 100) i;
+       SELECT dasa.invoke('cl_stubborn', '{}', 'cs-stubborn', '1 hour');
+       COMMIT" >/dev/null
+ok "a function catching its own timeout is ended and rejected" \
+   wait_for 60 $db "SELECT state = 'rejected' FROM dasa.promises WHERE id = 'cs-stubborn'"
+is "$(q $db "SELECT (value->>'sqlstate') || ' ' || (value->>'message') FROM dasa.promises WHERE id = 'cs-stubborn'")" \
+   "57014 the attempt outlived its timeout and its executor ended it" "as a failed attempt that says why"
+is "$(q $db "SELECT a.failed_at - p.created_at < interval '10 s' FROM dasa.attempts a JOIN dasa.promises p ON p.id = a.task_id WHERE a.task_id = 'cs-stubborn'")" t \
+   "within its 1 s timeout, the 2 s grace and an executor restart"
+ok "the 100 invocations beside it all resolved" \
+   wait_for 60 $db "SELECT count(*) = 100 FROM dasa.promises WHERE id LIKE 'cs-%' AND id <> 'cs-stubborn' AND state = 'resolved'"
 done_testing
