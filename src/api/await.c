@@ -22,23 +22,14 @@
 PG_FUNCTION_INFO_V1(dasa_await);
 
 /*
- * Read the promise with a fresh snapshot, as the extension owner on behalf
- * of the calling role (an unknown id and one it may not see are the same
- * error); copies what we keep into caller_cxt.
+ * Read the promise with a fresh snapshot on behalf of the calling role (an
+ * unknown id and one it may not see are the same error), holding no lock
+ * afterwards; copies what we keep into caller_cxt.
  */
 void
 dasa_await_read(const char *id, DasaAwaitRead *read, MemoryContext caller_cxt)
 {
-	Oid			caller = GetUserId();
-	DasaUserSave save;
-	bool		found;
-
-	dasa_switch_user(dasa_extension_owner(), &save);
-	SPI_connect();
-	found = dasa_promise_read(id, caller, &read->promise, &read->created_here, caller_cxt);
-	SPI_finish();
-	dasa_restore_user(&save);
-	if (!found)
+	if (!dasa_promise_read(id, GetUserId(), &read->promise, &read->created_here, caller_cxt))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("promise \"%s\" does not exist", id),

@@ -8,14 +8,20 @@
  */
 #include "core/core.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -32,13 +38,6 @@ static DasaStatement select_promise = {
 	.sql = "SELECT " DASA_PROMISE_SQL_COLUMNS " FROM dasa.promises WHERE id = $1",
 	.args = {TEXTOID},
 	.columns = {DASA_PROMISE_COLUMN_NAMES},
-};
-
-/* One promise by id, and whether this transaction wrote its row. */
-static DasaStatement read_promise = {
-	.sql = "SELECT " DASA_PROMISE_SQL_COLUMNS ", xmin AS row_xmin FROM dasa.promises WHERE id = $1",
-	.args = {TEXTOID},
-	.columns = {DASA_PROMISE_COLUMN_NAMES, "row_xmin"},
 };
 
 /* A param, value or tags document must fit dasa.max_payload_size. */
@@ -151,33 +150,88 @@ dasa_promise_create(const char *id, Jsonb *param, Jsonb *tags, TimestampTz timeo
 	elog(ERROR, "promise \"%s\" neither inserted nor found", id);
 }
 
+/* The row of promise id in rel, read with a fresh snapshot into slot; false if none. */
+static bool
+fetch_by_id(Relation rel, const char *id, TupleTableSlot *slot, Snapshot snapshot)
+{
+	Relation	index = index_open(get_relname_relid("promises_pkey", RelationGetNamespace(rel)),
+								   AccessShareLock);
+	IndexScanDesc scan = index_beginscan(rel, index, snapshot, 1, 0);
+	ScanKeyData key;
+	bool		found;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(id));
+	key.sk_collation = C_COLLATION_OID;
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/* A fetched promise row as a reader sees it; its state and value copied into keep. */
+static void
+read_slot(Relation rel, TupleTableSlot *slot, DasaPromiseRead *read, bool *created_here,
+		  MemoryContext keep)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc(desc->natts * sizeof(Datum));
+	bool	   *nulls = palloc(desc->natts * sizeof(bool));
+	bool		should_free;
+	HeapTuple	tuple = ExecFetchSlotHeapTuple(slot, false, &should_free);
+	int			value = dasa_promise_column(desc, "value");
+	int			settled_at = dasa_promise_column(desc, "settled_at");
+
+	heap_deform_tuple(tuple, desc, values, nulls);
+	*created_here = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tuple->t_data));
+	dasa_apply_timeout_rule(desc, values, nulls, GetCurrentTimestamp());
+	read->state = MemoryContextStrdup(keep, DatumGetCString(DirectFunctionCall1(enum_out,
+																				 values[dasa_promise_column(desc, "state")])));
+	read->value = NULL;
+	if (!nulls[value])
+	{
+		Jsonb	   *v = DatumGetJsonbP(values[value]);
+
+		read->value = MemoryContextAlloc(keep, VARSIZE(v));
+		memcpy(read->value, v, VARSIZE(v));
+	}
+	read->timeout_at = DatumGetTimestampTz(values[dasa_promise_column(desc, "timeout_at")]);
+	read->settled_at = nulls[settled_at] ? 0 : DatumGetTimestampTz(values[settled_at]);
+}
+
 /*
  * Read a promise as it is now; false if there is none or role may not see
- * it. The state and value are copied into keep; *created_here says whether
- * this transaction inserted it.
+ * it. *created_here says whether this transaction inserted it. Read
+ * directly from the primary key, and the table's lock is let go at once: a
+ * session waiting in dasa.await re-reads its promise now and then and must
+ * hold no lock in between, or a VACUUM FULL or ALTER TABLE queued behind it
+ * would queue every dasa operation behind them, the settlement that would
+ * end the wait included.
  */
 bool
 dasa_promise_read(const char *id, Oid role, DasaPromiseRead *read, bool *created_here,
 				  MemoryContext keep)
 {
-	Datum		args[1] = {CStringGetTextDatum(id)};
-	DasaRows	rows = dasa_run(&read_promise, args, NULL, 1);
-	bool		isnull;
+	Relation	rel = table_open(get_relname_relid("promises", get_namespace_oid("dasa", false)),
+								 AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	bool		found = fetch_by_id(rel, id, slot, snapshot);
 
-	if (rows.n == 0 || !dasa_may_access(role, owner_of(&rows, 0)))
-		return false;
-	dasa_promise_read_row(&rows, 0, read);
-	*created_here = TransactionIdIsCurrentTransactionId(
-		DatumGetTransactionId(dasa_get(&rows, 0, "row_xmin", &isnull)));
-	read->state = MemoryContextStrdup(keep, read->state);
-	if (read->value != NULL)
+	if (found)
 	{
-		Jsonb	   *copy = MemoryContextAlloc(keep, VARSIZE(read->value));
+		bool		isnull;
+		Datum		owner = slot_getattr(slot, dasa_promise_column(RelationGetDescr(rel), "owner") + 1,
+										 &isnull);
 
-		memcpy(copy, read->value, VARSIZE(read->value));
-		read->value = copy;
+		found = !isnull && dasa_may_access(role, DatumGetObjectId(owner));
+		if (found)
+			read_slot(rel, slot, read, created_here, keep);
 	}
-	return true;
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
+	return found;
 }
 
 static AttrNumber
