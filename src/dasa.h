@@ -19,7 +19,14 @@
 #include "utils/timestamp.h"
 
 /* The version of the SQL objects this library works with. */
-#define DASA_SCHEMA_VERSION "0.4.0"
+#define DASA_SCHEMA_VERSION "0.5.0"
+
+/*
+ * The oldest installed version whose objects still fit every statement not
+ * marked otherwise: sessions (an await, say) keep working while an
+ * ALTER EXTENSION dasa UPDATE from it is pending or running.
+ */
+#define DASA_SCHEMA_OLDEST_FIT "0.4.0"
 
 /* SQLSTATEs of dasa's own outcomes (class DA); documented in README.md. */
 #define ERRCODE_DASA_PROMISE_REJECTED	MAKE_SQLSTATE('D','A','0','0','1')

@@ -37,6 +37,12 @@ dasa_executors(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	InitMaterializedSRF(fcinfo, 0);
+	if (dasa_schema() == DASA_SCHEMA_OTHER)
+		ereport(WARNING,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dasa's executors in this database are idle: the extension is at version %s, the library at %s",
+						dasa_installed_version(), DASA_SCHEMA_VERSION),
+				 errhint("Run ALTER EXTENSION dasa UPDATE.")));
 	LWLockAcquire(dasa_databases_lock(), LW_SHARED);
 	for (int i = 0; i < dasa_max_databases; i++)
 	{

@@ -13,6 +13,8 @@
  *   suspension.c suspend a task on the promises it awaits, resume it
  *   invocations.c invoke: an invocation's promise and task, replay checks
  *   registry.c   registered functions
+ *   procedures.c a registration's procedure, by signature
+ *   origin.c     where the state was recorded: copies and restores
  *   sweep.c      which promises have expired, and the next deadline
  *   context.c    the invocation an executor runs now, and its children's ids
  *   timeout_rule.c the timeout rule as readers see it
@@ -169,6 +171,25 @@ typedef struct DasaRegistration
 	double		jitter;
 	Interval   *timeout;
 } DasaRegistration;
+
+/* origin.c: where this database's dasa state was recorded (copies, restores) */
+typedef enum DasaOriginState
+{
+	DASA_ORIGIN_HOME,			/* recorded here: run */
+	DASA_ORIGIN_COPY_TAKEN_OVER,	/* a copy with nothing unfinished, now recorded here: run */
+	DASA_ORIGIN_PAUSED,			/* a copy with unfinished invocations: wait to be resumed */
+	DASA_ORIGIN_MOVED,			/* restored or upgraded from elsewhere: not yet taken over */
+} DasaOriginState;
+
+extern DasaOriginState dasa_origin_check(char **from, int64 *unfinished);
+extern void dasa_origin_take_over(void);
+extern bool dasa_origin_runnable(void);
+extern bool dasa_origin_resume(void);
+extern int64 dasa_sessions_started_before(TimestampTz since);
+
+/* procedures.c: a registration's procedure, named by its signature */
+extern char *dasa_procedure_signature(Oid proc);
+extern Oid	dasa_procedure_resolve(const char *signature);
 
 extern bool dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout);
 extern void dasa_registry_check_owner(const char *name, Oid caller);

@@ -27,7 +27,8 @@ static DasaStatement upsert_function = {
 	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
 	"  timeout = excluded.timeout, registered_at = excluded.registered_at "
 	"RETURNING " FUNCTION_COLUMNS,
-	.args = {TEXTOID, REGPROCEDUREOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
+	.since = "0.5.0",
+	.args = {TEXTOID, TEXTOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
 	INTERVALOID},
 	.columns = {"name", "proc", "owner", "max_attempts", "initial_backoff", "max_backoff",
 	"jitter", "timeout", "registered_at"},
@@ -47,22 +48,34 @@ static DasaStatement delete_function = {
 
 /* What invoking needs to know of $1. */
 static DasaStatement lookup_function = {
-	.sql = "SELECT proc::oid AS proc, timeout FROM dasa.functions WHERE name = $1",
+	.since = "0.5.0",
+	.sql = "SELECT proc, timeout FROM dasa.functions WHERE name = $1",
 	.args = {TEXTOID},
 	.columns = {"proc", "timeout"},
 };
 
-/* The procedure and default timeout of a registered function; false if not registered. */
+/*
+ * The procedure and default timeout of a registered function; false if not
+ * registered. Error if its procedure no longer exists.
+ */
 bool
 dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout)
 {
 	Datum		args[1] = {CStringGetTextDatum(name)};
 	DasaRows	rows = dasa_run(&lookup_function, args, NULL, 1);
 	bool		isnull;
+	char	   *signature;
 
 	if (rows.n == 0)
 		return false;
-	*proc = DatumGetObjectId(dasa_get(&rows, 0, "proc", &isnull));
+	signature = dasa_get_text(&rows, 0, "proc");
+	*proc = dasa_procedure_resolve(signature);
+	if (!OidIsValid(*proc))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("the procedure of function \"%s\", %s, does not exist", name, signature),
+				 errdetail("It was dropped or renamed after the function was registered."),
+				 errhint("Create it again, or register the function again with dasa.register.")));
 	*timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
 	return true;
 }
@@ -91,7 +104,8 @@ dasa_registry_check_owner(const char *name, Oid caller)
 DasaRows
 dasa_registry_upsert(const DasaRegistration *r)
 {
-	Datum		args[8] = {CStringGetTextDatum(r->name), ObjectIdGetDatum(r->proc),
+	Datum		args[8] = {CStringGetTextDatum(r->name),
+		CStringGetTextDatum(dasa_procedure_signature(r->proc)),
 		ObjectIdGetDatum(r->owner), Int32GetDatum(r->max_attempts),
 		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
 	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout)};

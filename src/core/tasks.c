@@ -27,7 +27,7 @@ static DasaStatement enqueue_task = {
 #define TASK_SELECT \
 	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, p.state = 'pending' AS promise_pending," \
 	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid, p.owner::oid AS run_as," \
-	"  f.name IS NOT NULL AS registered, f.proc::oid AS proc," \
+	"  f.name IS NOT NULL AS registered, f.proc," \
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
 	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms " \
@@ -45,6 +45,7 @@ static DasaStatement enqueue_task = {
  * (the attempt's hold then fails).
  */
 static DasaStatement claim_tasks = {
+	.since = "0.5.0",
 	.sql = TASK_SELECT
 	"WHERE t.state = 'pending' AND t.run_at <= $1 "
 	"ORDER BY t.run_at LIMIT $2 "
@@ -58,6 +59,7 @@ static DasaStatement claim_tasks = {
  * an executor that runs it right now, so that the count is never skipped.
  */
 static DasaStatement crashed_task = {
+	.since = "0.5.0",
 	.sql = TASK_SELECT "WHERE t.id = $1 AND t.state = 'pending' FOR UPDATE OF t",
 	.args = {TEXTOID},
 	.columns = {TASK_COLUMNS},
@@ -148,7 +150,7 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->registered = dasa_get_bool(rows, i, "registered");
 	if (!task->registered)
 		return;
-	task->proc = DatumGetObjectId(dasa_get(rows, i, "proc", &isnull));
+	task->proc = dasa_procedure_resolve(dasa_get_text(rows, i, "proc"));
 	task->max_attempts = dasa_get_int32(rows, i, "max_attempts");
 	task->initial_backoff_ms = dasa_get_float8(rows, i, "initial_backoff_ms");
 	task->max_backoff_ms = dasa_get_float8(rows, i, "max_backoff_ms");

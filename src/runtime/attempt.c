@@ -43,7 +43,7 @@ unrunnable(DasaTask *task)
 	if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(task->proc)))
 		return dasa_make_error(ERRCODE_UNDEFINED_FUNCTION,
 							   psprintf("the procedure of function \"%s\" no longer exists", task->function),
-							   "It was dropped after the function was registered.");
+							   "It was dropped or renamed after the function was registered.");
 	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(task->run_as)))
 		return dasa_make_error(ERRCODE_UNDEFINED_OBJECT,
 							   psprintf("the role that invoked \"%s\" no longer exists", task->id),

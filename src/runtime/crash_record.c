@@ -120,21 +120,38 @@ dasa_crash_record_take(bool *overran)
 }
 
 /*
- * Every record of the database's executors (this one's included) that
- * names an attempt which died with its process; taken, so each is counted
- * once. Done by every executor as it starts, before it claims anything:
- * after a crash of the whole server, no executor runs the culprit again
- * before its crash is counted.
+ * A sibling executor that runs now took the records there were when it
+ * started: what its record holds now is the attempt it runs.
+ */
+static bool
+sibling_is_running(DasaDatabase *db, int index, int my_index)
+{
+	pid_t		pid;
+
+	if (index == my_index || index < 0 || index >= DASA_MAX_EXECUTORS)
+		return false;
+	LWLockAcquire(dasa_databases_lock(), LW_SHARED);
+	pid = db->executors[index].slot.pid;
+	LWLockRelease(dasa_databases_lock());
+	return pid != 0;
+}
+
+/*
+ * Every record of the database's executors (this one's included, running
+ * siblings' not) that names an attempt which died with its process; taken,
+ * so each is counted once. Done by every executor as it starts, before it
+ * claims anything: after a crash of the whole server, no executor runs the
+ * culprit again before its crash is counted.
  */
 List *
-dasa_crash_records_take_all(Oid dboid)
+dasa_crash_records_take_all(DasaDatabase *db, int my_index)
 {
 	char		prefix[64];
 	DIR		   *dir = AllocateDir(RECORD_DIR);
 	struct dirent *de;
 	List	   *ids = NIL;
 
-	snprintf(prefix, sizeof(prefix), "running.%u.", dboid);
+	snprintf(prefix, sizeof(prefix), "running.%u.", db->dboid);
 	while ((de = ReadDir(dir, RECORD_DIR)) != NULL)
 	{
 		char		path[MAXPGPATH];
@@ -143,7 +160,8 @@ dasa_crash_records_take_all(Oid dboid)
 		bool		overran;
 		char	   *id;
 
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
+			sibling_is_running(db, atoi(de->d_name + strlen(prefix)), my_index))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", RECORD_DIR, de->d_name);
 		if ((fd = open(path, O_RDWR | PG_BINARY, 0)) < 0)

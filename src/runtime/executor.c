@@ -143,6 +143,8 @@ run_batch(TimestampTz *next_due)
 		int			ran = 0;
 
 		n = dasa_tasks_claim(now, limit, &tasks);
+		if (n > 0 && !dasa_origin_runnable())
+			n = 0;				/* a paused copy, or a restore going on: leave them */
 		if (n > 0)
 		{
 			pg_atomic_write_u32(&me->idle, 0);
@@ -178,7 +180,7 @@ run_batch(TimestampTz *next_due)
 static bool
 asked_to_stop(void)
 {
-	return my_db->stop_requested || my_db->paused_by != 0 ||
+	return my_db->stop_requested || my_db->paused_by != 0 || me->leave ||
 		my_index >= dasa_executors_per_database;
 }
 
@@ -283,7 +285,7 @@ count_attempts_that_died(List *ids, bool overran)
 static void
 count_crashed_attempts(void)
 {
-	List	   *ids = dasa_crash_records_take_all(MyDatabaseId);
+	List	   *ids = dasa_crash_records_take_all(my_db, my_index);
 
 	if (ids != NIL)
 		count_attempts_that_died(ids, false);

@@ -7,6 +7,13 @@
  * extension itself and leaves if it is absent), is told at commit of CREATE
  * EXTENSION, restarts workers that die, and stops those whose database goes
  * away or becomes a template. It never connects to a database itself.
+ *
+ * When max_worker_processes is too small for all of them, slots are shared
+ * out fairly: every database's worker first, then each database's first
+ * executor, then the second ones, and so on. A database left without what
+ * an earlier round promises it takes the slot of the highest-numbered
+ * executor elsewhere (which leaves after its batch). The shortage is
+ * logged at most once a minute.
  */
 #include "runtime/runtime.h"
 
@@ -31,6 +38,11 @@
 
 /* Pause before starting a worker again in a database whose worker just exited. */
 #define RESTART_DELAY_MS 1000
+
+/* At most one log line about too few background worker slots per this interval. */
+#define SHORTAGE_LOG_INTERVAL_MS 60000
+
+static TimestampTz last_shortage_log = 0;
 
 /*
  * Handles of the processes this launcher started, parallel to the shared
@@ -187,8 +199,8 @@ sync_entries(List *oids)
 	}
 }
 
-/* Start process proc (0: the worker, 1 + e: executor e) of database entry i. */
-static void
+/* Start process proc (0: the worker, 1 + e: executor e) of database entry i; false if no slot is free. */
+static bool
 start_process(int i, int proc, Oid dboid)
 {
 	BackgroundWorker bgw = {0};
@@ -211,10 +223,9 @@ start_process(int i, int proc, Oid dboid)
 	if (!RegisterDynamicBackgroundWorker(&bgw, handle_of(i, proc)))
 	{
 		*handle_of(i, proc) = NULL;
-		ereport(WARNING,
-				(errmsg("dasa could not start a background worker for database %u", dboid),
-				 errhint("Raise max_worker_processes: dasa needs, per database that has it, one worker plus dasa.executors_per_database executors, and one launcher.")));
+		return false;
 	}
+	return true;
 }
 
 /* May a process that last exited at last_exit start again now? Lowers *wait_ms if not yet. */
@@ -231,25 +242,105 @@ restart_due(TimestampTz last_exit, TimestampTz now, long *wait_ms)
 	return false;
 }
 
-static void
-start_missing_executors(int i, TimestampTz now, long *wait_ms)
+/* May database entry i run processes now? */
+static bool
+database_active(DasaDatabase *db)
 {
-	DasaDatabase *db = &dasa_databases()[i];
-
-	for (int e = 0; e < dasa_executors_per_database; e++)
-	{
-		if (executor_running(i, e) || !restart_due(db->executors[e].slot.last_exit, now, wait_ms))
-			continue;
-		db->executors[e].slot.last_exit = 0;
-		start_process(i, 1 + e, db->dboid);
-		if (*handle_of(i, 1 + e) == NULL)
-			*wait_ms = RESTART_DELAY_MS;
-	}
+	return db->dboid != InvalidOid && !db->stop_requested && db->paused_by == 0;
 }
 
 /*
- * Start the processes that should run and do not; returns the milliseconds
- * until a delayed restart is due (or -1 if none is). Caller holds the lock.
+ * Give a slot to a database that could not get process level (0: its
+ * worker, 1 + e: executor e): the highest-numbered running executor of a
+ * later level (e >= level) is asked to leave. One at a time: none is asked while
+ * another that was asked is still there.
+ */
+static void
+make_room(int level)
+{
+	DasaExecutor *victim = NULL;
+	int			victim_index = level;
+
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_databases()[i];
+
+		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+		{
+			if (db->executors[e].slot.pid == 0)
+				continue;
+			if (db->executors[e].leave)
+				return;
+			if (e >= victim_index)
+			{
+				victim = &db->executors[e];
+				victim_index = e + 1;
+			}
+		}
+	}
+	if (victim != NULL)
+	{
+		victim->leave = true;
+		dasa_wake_procno(victim->slot.procno);
+	}
+}
+
+/* Start process level (0: the worker, 1 + e: executor e) of entry i if it is missing; false if no slot was free. */
+static bool
+start_if_missing(int i, int level, TimestampTz now, long *wait_ms)
+{
+	DasaDatabase *db = &dasa_databases()[i];
+	bool		running = level == 0 ? worker_running(i) : executor_running(i, level - 1);
+	TimestampTz last_exit = level == 0 ? db->worker.last_exit : db->executors[level - 1].slot.last_exit;
+
+	if (running || !restart_due(last_exit, now, wait_ms))
+		return true;
+	if (level == 0)
+		db->worker.last_exit = 0;
+	else
+	{
+		db->executors[level - 1].slot.last_exit = 0;
+		db->executors[level - 1].leave = false;
+	}
+	if (start_process(i, level, db->dboid))
+		return true;
+	*wait_ms = RESTART_DELAY_MS;
+	return false;
+}
+
+/* Does entry i want process level (0: the worker, 1 + e: executor e)? */
+static bool
+wants_level(DasaDatabase *db, int level)
+{
+	if (!database_active(db))
+		return false;
+	if (level == 0)
+		return db->installed || db->probe_pending;
+	return db->installed && level - 1 < dasa_executors_per_database;
+}
+
+static void
+report_shortage(int level)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (last_shortage_log != 0 &&
+		!TimestampDifferenceExceeds(last_shortage_log, now, SHORTAGE_LOG_INTERVAL_MS))
+		return;
+	last_shortage_log = now;
+	ereport(WARNING,
+			(errmsg("dasa could not start all its background processes: max_worker_processes (%d) is too small",
+					max_worker_processes),
+			 errdetail(level == 0 ? "A database with dasa has no worker: its timeouts and invocations wait."
+					   : "Some databases with dasa run fewer executors than dasa.executors_per_database (%d); one with none runs no invocations.",
+					   dasa_executors_per_database),
+			 errhint("Set max_worker_processes to at least 1 + (number of databases with dasa) x (1 + dasa.executors_per_database), plus max_parallel_workers and what other extensions need.")));
+}
+
+/*
+ * Start the processes that should run and do not, level by level across the
+ * databases; returns the milliseconds until a delayed restart is due (or -1
+ * if none is). Caller holds the lock.
  */
 static long
 start_missing_workers(void)
@@ -257,22 +348,19 @@ start_missing_workers(void)
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait_ms = -1;
 
-	for (int i = 0; i < dasa_max_databases; i++)
+	for (int level = 0; level <= dasa_executors_per_database; level++)
 	{
-		DasaDatabase *db = &dasa_databases()[i];
-
-		if (db->dboid == InvalidOid || db->stop_requested || db->paused_by != 0)
-			continue;
-		if ((db->installed || db->probe_pending) && !worker_running(i) &&
-			restart_due(db->worker.last_exit, now, &wait_ms))
+		for (int i = 0; i < dasa_max_databases; i++)
 		{
-			db->worker.last_exit = 0;
-			start_process(i, 0, db->dboid);
-			if (*handle_of(i, 0) == NULL)
-				wait_ms = RESTART_DELAY_MS;
+			if (!wants_level(&dasa_databases()[i], level))
+				continue;
+			if (!start_if_missing(i, level, now, &wait_ms))
+			{
+				make_room(level);
+				report_shortage(level);
+				return wait_ms;
+			}
 		}
-		if (db->installed)
-			start_missing_executors(i, now, &wait_ms);
 	}
 	return wait_ms;
 }

@@ -54,7 +54,7 @@ extern void dasa_crash_record_set(DasaTask *task);
 extern void dasa_crash_record_clear(void);
 extern void dasa_crash_record_mark_overran(void);
 extern char *dasa_crash_record_take(bool *overran);
-extern List *dasa_crash_records_take_all(Oid dboid);
+extern List *dasa_crash_records_take_all(DasaDatabase *db, int my_index);
 
 /* bgworker.c, launcher.c, worker.c, executor.c */
 extern void dasa_bgworker_start(Oid dboid, const char *appname);
@@ -63,6 +63,9 @@ extern void dasa_register_launcher(void);
 PGDLLEXPORT void dasa_launcher_main(Datum main_arg);
 PGDLLEXPORT void dasa_worker_main(Datum main_arg);
 PGDLLEXPORT void dasa_executor_main(Datum main_arg);
+
+/* copies.c: copied, restored and upgraded state */
+extern bool dasa_worker_may_work(void);
 
 /* ddl_guard.c: keep workers out of the way of database-level DDL */
 extern void dasa_install_ddl_guard(void);

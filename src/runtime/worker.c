@@ -74,6 +74,23 @@ end_cycle(void)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/* Say once (per mismatch) why nothing runs while the SQL objects are at another version. */
+static void
+report_version_mismatch(bool mismatch)
+{
+	static bool reported = false;
+
+	if (mismatch && !reported)
+		ereport(LOG,
+				(errmsg("dasa: database \"%s\" has dasa %s installed, but the library is version %s; its invocations and timeouts wait",
+						get_database_name(MyDatabaseId), dasa_installed_version(), DASA_SCHEMA_VERSION),
+				 errhint("Run ALTER EXTENSION dasa UPDATE in that database.")));
+	else if (!mismatch && reported)
+		ereport(LOG, (errmsg("dasa: database \"%s\" has dasa %s installed; its invocations run again",
+							 get_database_name(MyDatabaseId), DASA_SCHEMA_VERSION)));
+	reported = mismatch;
+}
+
 /*
  * One cycle: settle what has expired, then return the next deadline (0: none,
  * now: more is due at once). Returns -1 when the extension is gone.
@@ -91,10 +108,17 @@ run_cycle(void)
 			end_cycle();
 			return -1;
 		case DASA_SCHEMA_OTHER:
+			report_version_mismatch(true);
 			end_cycle();
 			return 0;			/* idle until ALTER EXTENSION dasa UPDATE */
 		case DASA_SCHEMA_CURRENT:
+			report_version_mismatch(false);
 			break;
+	}
+	if (!dasa_worker_may_work())
+	{
+		end_cycle();
+		return 0;				/* a paused copy, or a restore going on */
 	}
 	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
 		next = now;

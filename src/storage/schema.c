@@ -3,7 +3,7 @@
  *
  * After a package upgrade the library may be newer than the SQL objects
  * until ALTER EXTENSION dasa UPDATE runs. A statement declares the version
- * that introduced what it uses (most need the current one) and is prepared
+ * that introduced what it uses (most fit the last few versions) and is prepared
  * only once the installed version has it; background processes ask first
  * and stay idle until the update, user calls get a clear error. The
  * installed version is read once per transaction.
@@ -75,6 +75,13 @@ installed(void)
 	return installed_version;
 }
 
+/* The version of dasa installed here ("" if none), as of this transaction. */
+const char *
+dasa_installed_version(void)
+{
+	return installed();
+}
+
 /* Is dasa installed here, and at the version this library works with? */
 DasaSchema
 dasa_schema(void)
@@ -88,7 +95,7 @@ dasa_schema(void)
 
 /*
  * Error unless the installed SQL objects have what a statement needs: the
- * objects of version since (NULL: the current version), and none newer
+ * objects of version since (NULL: DASA_SCHEMA_OLDEST_FIT), and none newer
  * than this library knows.
  */
 void
@@ -102,7 +109,7 @@ dasa_require_schema(const char *since)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"dasa\" is not installed in this database"),
 				 errhint("Run CREATE EXTENSION dasa.")));
-	if (have < version_number(since ? since : DASA_SCHEMA_VERSION) ||
+	if (have < version_number(since ? since : DASA_SCHEMA_OLDEST_FIT) ||
 		have > version_number(DASA_SCHEMA_VERSION))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

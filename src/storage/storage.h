@@ -22,7 +22,7 @@
 /* One fixed statement. args ends at the first InvalidOid, columns at the first NULL. */
 typedef struct DasaStatement
 {
-	const char *since;			/* version that introduced what it uses; NULL: current */
+	const char *since;			/* version that introduced what it uses; NULL: DASA_SCHEMA_OLDEST_FIT */
 	const char *sql;
 	Oid			args[DASA_MAX_STATEMENT_ARGS];
 	const char *columns[DASA_MAX_STATEMENT_COLUMNS];
@@ -65,6 +65,7 @@ typedef enum DasaSchema
 } DasaSchema;
 
 extern DasaSchema dasa_schema(void);
+extern const char *dasa_installed_version(void);
 extern void dasa_require_schema(const char *since);
 
 /* roles.c: whose privileges code runs with */

@@ -63,3 +63,19 @@ wait_ready() {
   done
   return 1
 }
+
+# For scripts that run private clusters of their own (scripts/lib.sh makes them):
+# qat DIR PORT DB SQL: q against the cluster whose socket is in DIR.
+qat() {
+  psql -XAtq -h "$1" -p "$2" -v ON_ERROR_STOP=1 -d "$3" -c "$4"
+}
+
+# wait_at SECONDS DIR PORT DB SQL: wait_for against that cluster.
+wait_at() {
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(psql -XAtq -h "$2" -p "$3" -d "$4" -c "$5" 2>/dev/null)" = t ] && return 0
+    sleep 0.1
+  done
+  return 1
+}

@@ -23,4 +23,47 @@ done
 q $db "SELECT dasa.resolve('mt-1', '\"after maintenance\"')" >/dev/null
 wait $awaiter
 is "$(cat "$DASA_WORK/mt-await.out")" '"after maintenance"' "the waiting session gets the value of the resolve that followed"
+
+# The same while the extension is updated under the waiting session: a
+# database still at the previous version (the library is newer), a session
+# waits, VACUUM FULL of each table, ALTER EXTENSION dasa UPDATE, and a
+# resolve from a third session on the updated objects ends the wait.
+up=dasa_update_wait
+wait_for_log() {
+  local deadline=$((SECONDS + 20))
+  while [ $SECONDS -lt $deadline ]; do
+    grep -qF "$1" "$DASA_WORK/server.log" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+previous=$(ls "$(pg_config --sharedir)/extension" | sed -n 's/^dasa--\([0-9.]*\)--[0-9.]*\.sql$/\1/p' | sort -V | tail -1)
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$(pg_config --sharedir)/extension/dasa.control")
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS $up" >/dev/null
+q postgres "CREATE DATABASE $up" >/dev/null
+q $up "CREATE EXTENSION dasa VERSION '$previous'" >/dev/null
+q $up "SELECT dasa.create_promise('up-1', '1 hour')" >/dev/null
+psql -XAtq -d $up -c "SELECT dasa.await('up-1')" >"$DASA_WORK/up-await.out" 2>&1 &
+awaiter=$!
+ok "a session waits in dasa.await on version $previous" wait_for 20 $up \
+   "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'SELECT dasa.await(''up-1'')' AND wait_event_type = 'Extension'"
+out=$(psql -XAtq -d $up -c "SELECT count(*) FROM dasa.executors()" 2>&1)
+case "$out" in *"WARNING:  dasa's executors in this database are idle: the extension is at version $previous, the library at $current"*) r=0 ;; *) r=1 ;; esac
+is "$r" 0 "dasa.executors() warns that the executors are idle, and why"
+ok "so does the log" wait_for_log "database \"$up\" has dasa $previous installed, but the library is version $current"
+for t in promises tasks callbacks attempts functions; do
+  ok "VACUUM FULL dasa.$t meanwhile (lock_timeout 5 s)" \
+     psql -XAtq -v ON_ERROR_STOP=1 -d $up -c "SET lock_timeout = '5s'" -c "VACUUM FULL dasa.$t"
+done
+ok "ALTER EXTENSION dasa UPDATE to $current meanwhile (lock_timeout 5 s)" \
+   psql -XAtq -v ON_ERROR_STOP=1 -d $up -c "SET lock_timeout = '5s'" -c "ALTER EXTENSION dasa UPDATE"
+is "$(q $up "SELECT extversion FROM pg_extension WHERE extname = 'dasa'")" "$current" "the extension is at $current"
+q $up "SELECT dasa.resolve('up-1', '\"after the update\"')" >/dev/null
+wait $awaiter
+is "$(cat "$DASA_WORK/up-await.out")" '"after the update"' "the waiting session gets the value resolved on the updated objects"
+q $up "CREATE FUNCTION up_echo(args jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT args';
+       SELECT count(dasa.register('up_echo', 'up_echo(jsonb)'));
+       SELECT dasa.invoke('up_echo', '{\"n\": 1}', 'up-echo')" >/dev/null
+ok "invocations run after the update" wait_for 20 $up "SELECT state = 'resolved' FROM dasa.promises WHERE id = 'up-echo'"
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE $up" >/dev/null
 done_testing
