@@ -91,7 +91,11 @@ database_needing_idle(Node *stmt)
 	}
 }
 
-/* Ask the database's worker and executors to leave now; false if dasa does not manage it. */
+/*
+ * Ask the database's worker and executors to leave now (an executor in an
+ * attempt is ended; the others leave after their batch); false if dasa does
+ * not manage the database.
+ */
 static bool
 pause_database(Oid dboid)
 {
@@ -104,8 +108,14 @@ pause_database(Oid dboid)
 		db->paused_by = MyProcPid;
 		dasa_wake_procno(db->worker.procno);
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
-			if (db->executors[e].slot.pid != 0)
-				(void) kill(db->executors[e].slot.pid, SIGTERM);
+		{
+			DasaExecutor *x = &db->executors[e];
+
+			if (x->slot.pid != 0 && x->started_at != 0)
+				(void) kill(x->slot.pid, SIGTERM);	/* cut its attempt short */
+			else
+				dasa_wake_procno(x->slot.procno);	/* leaves after its batch */
+		}
 	}
 	LWLockRelease(dasa_databases_lock());
 	return db != NULL;

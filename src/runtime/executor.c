@@ -97,6 +97,13 @@ process_task(DasaBatch *batch, DasaTask *task)
 		(void) dasa_task_fail(task, attempt.error, attempt.final);
 }
 
+static bool
+asked_to_stop(void)
+{
+	return my_db->stop_requested || my_db->paused_by != 0 || me->leave ||
+		my_index >= dasa_executors_per_database;
+}
+
 /* How many tasks to claim: as many as fit the batch target at the recent pace. */
 static int
 claim_limit(void)
@@ -157,6 +164,8 @@ run_batch(TimestampTz *next_due)
 					break;		/* the rest stay pending, unlocked at commit */
 				if (ran > 0 && tasks[ran].crashes > 0)
 					break;		/* one that crashed its process before runs alone */
+				if (asked_to_stop())
+					break;		/* DDL waits for this database to be free */
 				process_task(&batch, &tasks[ran]);
 				if (tasks[ran].crashes > 0)
 				{
@@ -175,13 +184,6 @@ run_batch(TimestampTz *next_due)
 	CommitTransactionCommand();
 	pgstat_report_stat(false);
 	return n;
-}
-
-static bool
-asked_to_stop(void)
-{
-	return my_db->stop_requested || my_db->paused_by != 0 || me->leave ||
-		my_index >= dasa_executors_per_database;
 }
 
 static long

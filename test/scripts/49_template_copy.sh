@@ -69,5 +69,15 @@ q postgres "CREATE DATABASE $idle_copy TEMPLATE $src" >/dev/null
 q $idle_copy "SELECT dasa.invoke('tc_work', '{\"s\": 0}', 'tc-new')" >/dev/null
 ok "a copy with nothing unfinished runs new work at once" wait_for 30 $idle_copy \
    "SELECT state = 'resolved' FROM dasa.promises WHERE id = 'tc-new'"
+
+# DROP EXTENSION under load: dasa's processes leave first, so neither side
+# meets a deadlock, and they stay gone.
+q $idle_copy "SELECT count(dasa.invoke('tc_work', '{\"s\": 0.005}', 'tc-load-' || i)) FROM generate_series(1, 400) i" >/dev/null
+ok "the copy is busy" wait_for 20 $idle_copy \
+   "SELECT count(*) >= 20 FROM dasa.promises WHERE id LIKE 'tc-load-%' AND state = 'resolved'"
+log_lines=$(wc -l <"$DASA_WORK/server.log")
+ok "DROP EXTENSION dasa CASCADE while invocations run" q $idle_copy "DROP EXTENSION dasa CASCADE"
+ok "dasa's processes leave the database and stay gone" sh -c "sleep 2; psql -XAtq -d $idle_copy -c \"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type LIKE 'dasa %' AND datname = current_database()\" | grep -qx t"
+is "$(tail -n +$((log_lines + 1)) "$DASA_WORK/server.log" | grep -c 'deadlock detected')" 0 "no deadlock in the log"
 for d in $idle_copy $src; do quiet postgres "DROP DATABASE $d" >/dev/null; done
 done_testing
