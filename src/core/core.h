@@ -176,13 +176,12 @@ typedef struct DasaRegistration
 typedef enum DasaOriginState
 {
 	DASA_ORIGIN_HOME,			/* recorded here: run */
-	DASA_ORIGIN_COPY_TAKEN_OVER,	/* a copy with nothing unfinished, now recorded here: run */
 	DASA_ORIGIN_PAUSED,			/* a copy with unfinished invocations: wait to be resumed */
-	DASA_ORIGIN_MOVED,			/* restored or upgraded from elsewhere: not yet taken over */
+	DASA_ORIGIN_FOREIGN,		/* copied, restored or upgraded from elsewhere: not yet taken over */
 } DasaOriginState;
 
-extern DasaOriginState dasa_origin_check(char **from, int64 *unfinished);
-extern void dasa_origin_take_over(void);
+extern DasaOriginState dasa_origin_state(char **from);
+extern DasaOriginState dasa_origin_take_over(char **from, int64 *unfinished);
 extern bool dasa_origin_runnable(void);
 extern bool dasa_origin_resume(void);
 extern int64 dasa_sessions_started_before(TimestampTz since);

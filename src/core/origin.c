@@ -58,7 +58,9 @@ static DasaStatement count_unfinished = {
 static DasaStatement sessions_from_before = {
 	.since = "0.5.0",
 	.sql = "SELECT count(*) AS sessions FROM pg_catalog.pg_stat_activity "
-	"WHERE datid = $1 AND backend_type = 'client backend' AND backend_start <= $2",
+	"WHERE datid = $1 AND backend_type = 'client backend' AND backend_start <= $2"
+	"  AND pid <> pg_catalog.pg_backend_pid()"
+	"  AND NOT (state = 'idle' AND state_change < pg_catalog.clock_timestamp() - interval '2 seconds')",
 	.args = {OIDOID, TIMESTAMPTZOID},
 	.columns = {"sessions"},
 };
@@ -139,49 +141,51 @@ unfinished_tasks(void)
 }
 
 /*
- * Where the state stands, deciding what a first look at a copy means: a
- * copy of a database that still exists here, with unfinished invocations,
- * is marked paused (DASA_ORIGIN_PAUSED, *from its source); one with none
- * is simply taken over. State from elsewhere is DASA_ORIGIN_MOVED until
- * dasa_origin_take_over(). An empty table gets this database's row.
+ * Where the state stands: recorded here (running or paused), or found from
+ * elsewhere (DASA_ORIGIN_FOREIGN, *from names the database it came from)
+ * and not yet taken over. An empty table gets this database's row.
  */
 DasaOriginState
-dasa_origin_check(char **from, int64 *unfinished)
+dasa_origin_state(char **from)
 {
 	OriginRows	o = read_rows();
 
 	*from = o.paused ? o.copied_from : o.from;
-	*unfinished = 0;
-	if (o.elsewhere == 0 && o.here)
-		return o.paused ? DASA_ORIGIN_PAUSED : DASA_ORIGIN_HOME;
-	if (o.elsewhere > 0 && o.copy_of == NULL)
-		return DASA_ORIGIN_MOVED;
-
-	dasa_run(&lock_origin, NULL, NULL, 0);
-	o = read_rows();
-	if (o.elsewhere == 0)
+	if (o.elsewhere > 0)
+		return DASA_ORIGIN_FOREIGN;
+	if (!o.here)
 	{
+		dasa_run(&lock_origin, NULL, NULL, 0);
+		o = read_rows();
+		if (o.elsewhere > 0)
+			return DASA_ORIGIN_FOREIGN;
 		if (!o.here)
 			record(false, NULL);
-		return o.paused ? DASA_ORIGIN_PAUSED : DASA_ORIGIN_HOME;
 	}
-	if (o.copy_of == NULL)
-		return DASA_ORIGIN_MOVED;
-	*unfinished = unfinished_tasks();
-	*from = o.copy_of;
-	record(*unfinished > 0, o.copy_of);
-	return *unfinished > 0 ? DASA_ORIGIN_PAUSED : DASA_ORIGIN_COPY_TAKEN_OVER;
+	return o.paused ? DASA_ORIGIN_PAUSED : DASA_ORIGIN_HOME;
 }
 
-/* Restored or moved state becomes this database's (paused if it was a paused copy). */
-void
-dasa_origin_take_over(void)
+/*
+ * Make state found from elsewhere this database's. A copy of a database that
+ * still exists here, with unfinished invocations, is paused (they would run
+ * twice); a copy with none, and state restored or moved from a database
+ * that is gone, runs (paused only if it was a paused copy already).
+ * Returns DASA_ORIGIN_PAUSED or DASA_ORIGIN_HOME; *from and *unfinished say
+ * what was found.
+ */
+DasaOriginState
+dasa_origin_take_over(char **from, int64 *unfinished)
 {
 	OriginRows	o;
+	bool		paused;
 
 	dasa_run(&lock_origin, NULL, NULL, 0);
 	o = read_rows();
-	record(o.paused, o.paused ? o.copied_from : NULL);
+	*from = o.copy_of ? o.copy_of : (o.paused ? o.copied_from : o.from);
+	*unfinished = unfinished_tasks();
+	paused = o.paused || (o.copy_of != NULL && *unfinished > 0);
+	record(paused, paused ? *from : NULL);
+	return paused ? DASA_ORIGIN_PAUSED : DASA_ORIGIN_HOME;
 }
 
 /* May executors run invocations here? (Only state recorded here and not paused.) */
@@ -207,7 +211,11 @@ dasa_origin_resume(void)
 	return true;
 }
 
-/* Client sessions of this database that started at or before since. */
+/*
+ * Client sessions of this database that started at or before since and
+ * have been busy in the last two seconds (a restore never idles that long
+ * between its statements; a session that just sits there is not restoring).
+ */
 int64
 dasa_sessions_started_before(TimestampTz since)
 {

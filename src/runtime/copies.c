@@ -1,14 +1,16 @@
 /*
  * copies.c: the worker's watch over copied, restored and upgraded state.
  *
- * Called in every worker cycle (core/origin.c reads dasa.origin). A copy of
- * a database that still runs here stays paused, with one log line, until
- * dasa.resume_after_copy(). State restored from a dump or moved by
- * pg_upgrade carries on, but only once every client session that was
- * connected when the worker first saw it has ended: a restore loads dasa's
- * tables before the application's own tables, indexes and constraints, and
- * nothing may run against half a database. Executors check dasa.origin
- * themselves before running what they claimed, so none runs in between.
+ * Called in every worker cycle (core/origin.c reads dasa.origin). State
+ * found from elsewhere is taken over only once every client session that
+ * was connected (and busy) when the worker first saw it has ended: a
+ * restore loads dasa's tables before the application's own tables, indexes
+ * and constraints, and nothing may run against half a database. Then a copy
+ * of a database that still runs here, with unfinished invocations, stays
+ * paused, with a log line, until dasa.resume_after_copy(); anything else
+ * (a restore, pg_upgrade, a copy with nothing unfinished) runs. Executors
+ * check dasa.origin themselves before running what they claimed, so none
+ * runs in between.
  */
 #include "runtime/runtime.h"
 
@@ -17,49 +19,55 @@
 #include "utils/timestamp.h"
 
 static DasaOriginState last_state = DASA_ORIGIN_HOME;
-static TimestampTz moved_seen_at = 0;
+static TimestampTz foreign_seen_at = 0;
 
 static void
-report_state(DasaOriginState state, const char *from, int64 unfinished)
+report_waiting(const char *from)
+{
+	ereport(LOG,
+			(errmsg("dasa: database \"%s\" holds dasa state from database \"%s\" (a copy, a restore or an upgrade)",
+					get_database_name(MyDatabaseId), from ? from : "?"),
+			 errdetail("Nothing runs until the sessions connected now (a restore, say) have ended.")));
+}
+
+static void
+report_taken_over(DasaOriginState state, const char *from, int64 unfinished)
 {
 	const char *here = get_database_name(MyDatabaseId);
 
-	if (state == last_state)
-		return;
 	if (state == DASA_ORIGIN_PAUSED)
 		ereport(LOG,
 				(errmsg("dasa: database \"%s\" is a copy of database \"%s\"; its unfinished invocations (%lld) are paused",
 						here, from ? from : "?", (long long) unfinished),
 				 errhint("Run SELECT dasa.resume_after_copy() in database \"%s\" to let them run here.", here)));
-	else if (state == DASA_ORIGIN_COPY_TAKEN_OVER)
+	else
 		ereport(LOG,
-				(errmsg("dasa: database \"%s\" is a copy of database \"%s\" with no unfinished invocation; it runs its own from now on",
-						here, from ? from : "?")));
-	else if (state == DASA_ORIGIN_MOVED)
-		ereport(LOG,
-				(errmsg("dasa: database \"%s\" holds dasa state restored or moved from database \"%s\" of another cluster or database",
-						here, from ? from : "?"),
-				 errdetail("Its invocations start once the sessions connected now (the restore) have ended.")));
-	else if (last_state == DASA_ORIGIN_MOVED || last_state == DASA_ORIGIN_PAUSED)
-		ereport(LOG, (errmsg("dasa: database \"%s\" runs its invocations now", here)));
-	last_state = state;
+				(errmsg("dasa: database \"%s\" took over dasa state from database \"%s\" and runs its invocations now (%lld unfinished)",
+						here, from ? from : "?", (long long) unfinished)));
 }
 
-/* Restored state waits for the sessions that were there when it was seen; then it is ours. */
+/* Found state waits for the sessions that were there when it was seen; then it is ours. */
 static DasaOriginState
-after_restore(void)
+take_over_when_alone(const char *from)
 {
-	char	   *from;
-	int64		unfinished;
+	char	   *source = NULL;
+	int64		unfinished = 0;
+	DasaOriginState state;
 
-	if (moved_seen_at == 0)
-		moved_seen_at = GetCurrentTimestamp();
-	if (dasa_sessions_started_before(moved_seen_at) > 0)
-		return DASA_ORIGIN_MOVED;
-	dasa_origin_take_over();
-	moved_seen_at = 0;
-	dasa_wake_at_commit_task();
-	return dasa_origin_check(&from, &unfinished);
+	if (foreign_seen_at == 0)
+	{
+		foreign_seen_at = GetCurrentTimestamp();
+		if (dasa_sessions_started_before(foreign_seen_at) > 0)
+			report_waiting(from);
+	}
+	if (dasa_sessions_started_before(foreign_seen_at) > 0)
+		return DASA_ORIGIN_FOREIGN;
+	foreign_seen_at = 0;
+	state = dasa_origin_take_over(&source, &unfinished);
+	report_taken_over(state, source, unfinished);
+	if (state == DASA_ORIGIN_HOME)
+		dasa_wake_at_commit_task();
+	return state;
 }
 
 /* May this database's invocations and timeouts run now? (In the worker's transaction.) */
@@ -67,21 +75,24 @@ bool
 dasa_worker_may_work(void)
 {
 	char	   *from = NULL;
-	int64		unfinished = 0;
-	DasaOriginState state = dasa_origin_check(&from, &unfinished);
+	DasaOriginState state = dasa_origin_state(&from);
 
-	if (state == DASA_ORIGIN_MOVED)
+	if (state == DASA_ORIGIN_FOREIGN)
 	{
-		report_state(state, from, unfinished);
-		state = after_restore();
+		state = take_over_when_alone(from);
+		if (state != DASA_ORIGIN_FOREIGN)
+			last_state = state;
+		return state == DASA_ORIGIN_HOME;
 	}
-	else
-		moved_seen_at = 0;
-	if (state == DASA_ORIGIN_COPY_TAKEN_OVER)
-	{
-		report_state(state, from, unfinished);
-		state = DASA_ORIGIN_HOME;
-	}
-	report_state(state, from, unfinished);
+	foreign_seen_at = 0;
+	if (state == DASA_ORIGIN_PAUSED && last_state == DASA_ORIGIN_HOME)
+		ereport(LOG,
+				(errmsg("dasa: database \"%s\" is paused: it is a copy of database \"%s\"",
+						get_database_name(MyDatabaseId), from ? from : "?"),
+				 errhint("Run SELECT dasa.resume_after_copy() in it to let its invocations run.")));
+	else if (state == DASA_ORIGIN_HOME && last_state == DASA_ORIGIN_PAUSED)
+		ereport(LOG, (errmsg("dasa: database \"%s\" runs its invocations now",
+							 get_database_name(MyDatabaseId))));
+	last_state = state;
 	return state == DASA_ORIGIN_HOME;
 }

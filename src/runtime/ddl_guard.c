@@ -6,9 +6,9 @@
  * EXTENSION dasa and DROP EXTENSION dasa need dasa's tables free of its own
  * processes (else they deadlock with executors in mid-batch). While such a
  * statement's transaction runs, the database's worker and executors are
- * asked to leave (executors at once: an attempt cut short is rolled back
- * and runs again later, not counted as failed) and the launcher does not
- * restart them; at its end the launcher takes over again (a dropped
+ * asked to leave (an executor still in an attempt after a second is ended:
+ * the attempt is rolled back and runs again later, not counted as failed)
+ * and the launcher does not restart them; at its end the launcher takes over again (a dropped
  * database simply disappears from its list, a dropped extension makes the
  * new worker leave).
  */
@@ -26,6 +26,9 @@
 #include "storage/lwlock.h"
 #include "tcop/utility.h"
 #include "utils/memutils.h"
+
+/* How long an attempt may go on before the DDL that waits for it ends it. */
+#define ATTEMPT_GRACE_MS 1000
 
 /* How long DDL on dasa itself waits for dasa's processes to leave its database. */
 #define LEAVE_WAIT_MS 10000
@@ -91,11 +94,7 @@ database_needing_idle(Node *stmt)
 	}
 }
 
-/*
- * Ask the database's worker and executors to leave now (an executor in an
- * attempt is ended; the others leave after their batch); false if dasa does
- * not manage the database.
- */
+/* Ask the database's worker and executors to leave; false if dasa does not manage the database. */
 static bool
 pause_database(Oid dboid)
 {
@@ -108,17 +107,28 @@ pause_database(Oid dboid)
 		db->paused_by = MyProcPid;
 		dasa_wake_procno(db->worker.procno);
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
-		{
-			DasaExecutor *x = &db->executors[e];
-
-			if (x->slot.pid != 0 && x->started_at != 0)
-				(void) kill(x->slot.pid, SIGTERM);	/* cut its attempt short */
-			else
-				dasa_wake_procno(x->slot.procno);	/* leaves after its batch */
-		}
+			dasa_wake_procno(db->executors[e].slot.procno);
 	}
 	LWLockRelease(dasa_databases_lock());
 	return db != NULL;
+}
+
+/* End the executors still in an attempt (rolled back; it runs again later, not counted). */
+static void
+end_attempts(Oid dboid)
+{
+	DasaDatabase *db;
+
+	LWLockAcquire(dasa_databases_lock(), LW_SHARED);
+	db = dasa_database_find(dboid);
+	for (int e = 0; db != NULL && e < DASA_MAX_EXECUTORS; e++)
+	{
+		DasaExecutor *x = &db->executors[e];
+
+		if (x->slot.pid != 0 && x->started_at != 0)
+			(void) kill(x->slot.pid, SIGTERM);
+	}
+	LWLockRelease(dasa_databases_lock());
 }
 
 static bool
@@ -139,11 +149,11 @@ anyone_left(Oid dboid)
 	return left;
 }
 
-/* Wait (bounded, cancellable) until dasa's processes have left the database. */
+/* Wait (at most ms, cancellable) until dasa's processes have left the database. */
 static void
-wait_until_left(Oid dboid)
+wait_until_left(Oid dboid, int ms)
 {
-	for (int waited = 0; waited < LEAVE_WAIT_MS && anyone_left(dboid); waited += 10)
+	for (int waited = 0; waited < ms && anyone_left(dboid); waited += 10)
 	{
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
 						 PG_WAIT_EXTENSION);
@@ -202,8 +212,10 @@ dasa_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyT
 
 		paused_here = lappend_oid(paused_here, dboid);
 		MemoryContextSwitchTo(old);
+		wait_until_left(dboid, ATTEMPT_GRACE_MS);
+		end_attempts(dboid);
 		if (dboid == MyDatabaseId)
-			wait_until_left(dboid);
+			wait_until_left(dboid, LEAVE_WAIT_MS);
 	}
 	call_next(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
 }

@@ -77,6 +77,15 @@ is "$(q $src "SELECT count(*) FROM effects")" 0 "no leaf has run in the source y
 rm -rf "$dir"; mkdir -p "$dir"
 ok "pg_dump -Fc of the source" pg_dump -Fc -f "$dir/src.dump" -d $src
 ok "pg_dumpall --globals-only (the roles)" sh -c "pg_dumpall -g >'$dir/globals.sql'"
+# Restored next to its original, which still runs (here: still waits), the
+# dump is a copy: it stays paused, even though its tasks arrive after dasa.origin.
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS ${src}_beside" >/dev/null
+q postgres "CREATE DATABASE ${src}_beside" >/dev/null
+ok "pg_restore beside the original" pg_restore -d ${src}_beside --exit-on-error "$dir/src.dump"
+ok "the restored copy is paused" wait_for 20 ${src}_beside "SELECT paused FROM dasa.origin"
+is "$(q ${src}_beside "SELECT count(*) FROM dasa.tasks WHERE state <> 'completed'")" \
+   "$(q $src "SELECT count(*) FROM dasa.tasks WHERE state <> 'completed'")" "and runs none of its original's work"
+PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE ${src}_beside" >/dev/null
 # The source goes away, as after losing the server.
 echo "SELECT pg_advisory_unlock_all();" >&7; exec 7>&-; wait $locker 2>/dev/null
 rm -f "$lockfifo"
@@ -101,7 +110,7 @@ is "$(r restored "SELECT string_agg(name || '=' || proc, ' ' ORDER BY name) FROM
    "dr_approval=public.dr_approval(jsonb) dr_fan=public.dr_fan(jsonb) dr_sleeper=public.dr_sleeper(jsonb) dr_step=public.dr_step(jsonb)" \
    "the registrations are restored, naming their procedures by signature"
 ok "the restored work carries on with no client asking" rwait 60 restored \
-   "SELECT count(*) = $((steps + children)) FROM effects"
+   "SELECT count(*) >= $((steps + children)) FROM effects"
 r restored "SELECT dasa.resolve('dr-human', '\"approved\"')" >/dev/null
 ok "every invocation resolves once the human promise is resolved" rwait 60 restored \
    "SELECT count(*) = 0 FROM dasa.tasks WHERE state <> 'completed'"
@@ -122,6 +131,6 @@ is "$(r restored "SELECT count(*) FROM dasa.origin WHERE NOT paused AND database
 ok "the log says the state was restored and runs" grep -q 'runs its invocations now' "$dir/server.log"
 dasa_cluster_stop "$dir"
 trap - EXIT
-rm -rf "$dir"
+[ "$tap_failed" = 0 ] && rm -rf "$dir"
 q postgres "DROP ROLE dr_app" >/dev/null
 done_testing
