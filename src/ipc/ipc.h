@@ -29,6 +29,7 @@ typedef struct DasaExecutor
 	DasaProcSlot slot;
 	pg_atomic_uint32 idle;		/* 1: waiting for work, may be woken */
 	bool		leave;			/* the launcher wants its slot for another database */
+	bool		counted;		/* has taken the crash records it found at its start */
 	TimestampTz started_at;		/* of the current task; 0 when none */
 	Oid			task_owner;		/* the role the current task runs as */
 	char		task_id[DASA_MAX_ID_BYTES + 1];

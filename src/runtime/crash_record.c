@@ -120,20 +120,20 @@ dasa_crash_record_take(bool *overran)
 }
 
 /*
- * A sibling executor that runs now took the records there were when it
- * started: what its record holds now is the attempt it runs.
+ * A sibling executor that runs and has taken the records there were when
+ * it started: what its record holds now is the attempt it runs.
  */
 static bool
 sibling_is_running(DasaDatabase *db, int index, int my_index)
 {
-	pid_t		pid;
+	bool		running;
 
 	if (index == my_index || index < 0 || index >= DASA_MAX_EXECUTORS)
 		return false;
 	LWLockAcquire(dasa_databases_lock(), LW_SHARED);
-	pid = db->executors[index].slot.pid;
+	running = db->executors[index].slot.pid != 0 && db->executors[index].counted;
 	LWLockRelease(dasa_databases_lock());
-	return pid != 0;
+	return running;
 }
 
 /*
@@ -159,6 +159,7 @@ dasa_crash_records_take_all(DasaDatabase *db, int my_index)
 		void	   *page;
 		bool		overran;
 		char	   *id;
+		struct stat st;
 
 		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0 ||
 			sibling_is_running(db, atoi(de->d_name + strlen(prefix)), my_index))
@@ -166,6 +167,11 @@ dasa_crash_records_take_all(DasaDatabase *db, int my_index)
 		snprintf(path, sizeof(path), "%s/%s", RECORD_DIR, de->d_name);
 		if ((fd = open(path, O_RDWR | PG_BINARY, 0)) < 0)
 			continue;
+		if (fstat(fd, &st) != 0 || st.st_size < RECORD_BYTES)
+		{
+			close(fd);			/* a sibling is creating it: nothing in it yet */
+			continue;
+		}
 		page = mmap(NULL, RECORD_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		close(fd);
 		if (page == MAP_FAILED)

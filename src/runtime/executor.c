@@ -280,6 +280,15 @@ count_attempts_that_died(List *ids, bool overran)
 							 "ended with its server process")));
 }
 
+/* Siblings starting later leave this executor's record alone once it is counted. */
+static void
+set_counted(bool counted)
+{
+	LWLockAcquire(dasa_databases_lock(), LW_EXCLUSIVE);
+	me->counted = counted;
+	LWLockRelease(dasa_databases_lock());
+}
+
 /*
  * At start: the attempts that died with their processes in this database
  * (a crash), counted before this executor claims anything.
@@ -291,6 +300,7 @@ count_crashed_attempts(void)
 
 	if (ids != NIL)
 		count_attempts_that_died(ids, false);
+	set_counted(true);
 }
 
 /*
@@ -316,6 +326,7 @@ release_slot(int code, Datum arg)
 {
 	pg_atomic_write_u32(&me->idle, 0);
 	me->started_at = 0;
+	set_counted(false);
 	dasa_slot_release(&me->slot, code);
 }
 
@@ -331,6 +342,7 @@ dasa_executor_main(Datum main_arg)
 	if (dasa_slot_claim(dboid, my_index, &my_db) == NULL)
 		proc_exit(0);
 	me = &my_db->executors[my_index];
+	set_counted(false);
 	me->started_at = 0;
 	me->task_id[0] = '\0';
 	before_shmem_exit(release_slot, (Datum) 0);
