@@ -46,3 +46,105 @@ SELECT pg_catalog.pg_extension_config_dump('dasa.tasks', '');
 SELECT pg_catalog.pg_extension_config_dump('dasa.attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('dasa.callbacks', '');
 SELECT pg_catalog.pg_extension_config_dump('dasa.origin', '');
+
+-- External functions: carried out by workers outside the database that
+-- claim their tasks from a queue. A registration has a procedure or a queue.
+ALTER TABLE dasa.functions ALTER COLUMN proc DROP NOT NULL;
+ALTER TABLE dasa.functions ADD COLUMN queue text COLLATE "C";
+ALTER TABLE dasa.functions ADD CONSTRAINT functions_procedure_or_queue
+    CHECK ((proc IS NULL) <> (queue IS NULL));
+CREATE INDEX functions_queue ON dasa.functions (queue) WHERE queue IS NOT NULL;
+
+-- An external task: its queue, and while claimed the worker, when it was
+-- claimed and for how long (the lease, extended by the worker's heartbeats).
+ALTER TABLE dasa.tasks
+    ADD COLUMN queue text COLLATE "C",
+    ADD COLUMN worker text COLLATE "C",
+    ADD COLUMN claimed_at timestamptz,
+    ADD COLUMN lease interval;
+DROP INDEX dasa.tasks_due;
+CREATE INDEX tasks_due ON dasa.tasks (run_at) WHERE state = 'pending' AND queue IS NULL;
+CREATE INDEX tasks_queue_due ON dasa.tasks (queue, run_at) WHERE state = 'pending' AND queue IS NOT NULL;
+CREATE INDEX tasks_claimed ON dasa.tasks (worker) WHERE state = 'claimed';
+
+-- External workers, one narrow row each: a heartbeat rewrites this row
+-- only. The session of its last claim or heartbeat (NULL when it claimed
+-- with bind_session => false, as behind a transaction-mode pooler): when
+-- that session ends, its claims are released within seconds; leases are
+-- the fallback.
+CREATE TABLE dasa.workers (
+    name          text COLLATE "C" PRIMARY KEY,
+    owner         regrole NOT NULL,
+    heartbeat_at  timestamptz NOT NULL,
+    backend_pid   integer,
+    backend_start timestamptz
+) WITH (fillfactor = 50);
+REVOKE ALL ON dasa.workers FROM PUBLIC;
+GRANT SELECT ON dasa.workers TO dasa_user;
+SELECT pg_catalog.pg_extension_config_dump('dasa.workers', '');
+
+CREATE FUNCTION dasa.register_external(
+    name text,
+    queue text,
+    max_attempts integer DEFAULT 3,
+    initial_backoff interval DEFAULT '1 second',
+    max_backoff interval DEFAULT '1 minute',
+    jitter double precision DEFAULT 0.1,
+    timeout interval DEFAULT '1 hour')
+RETURNS dasa.functions
+AS 'MODULE_PATHNAME', 'dasa_register_external'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+-- The channel workers of a queue LISTEN on (always a valid identifier of
+-- at most 63 bytes, whatever the queue's name).
+CREATE FUNCTION dasa.queue_channel(queue text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dasa_queue_channel_sql'
+LANGUAGE C IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dasa.claim(
+    queue text,
+    worker text,
+    max integer DEFAULT 1,
+    lease interval DEFAULT '30 seconds',
+    bind_session boolean DEFAULT true,
+    OUT id text, OUT function text, OUT args jsonb, OUT attempt integer, OUT version bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'dasa_claim'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dasa.heartbeat(worker text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dasa_heartbeat'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dasa.complete(id text, version bigint, value jsonb DEFAULT NULL)
+RETURNS dasa.promises
+AS 'MODULE_PATHNAME', 'dasa_complete'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION dasa.fail(id text, version bigint, error jsonb DEFAULT NULL, retry boolean DEFAULT true)
+RETURNS dasa.promises
+AS 'MODULE_PATHNAME', 'dasa_fail'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+
+REVOKE ALL ON FUNCTION
+    dasa.register_external(text, text, integer, interval, interval, double precision, interval),
+    dasa.claim(text, text, integer, interval, boolean),
+    dasa.heartbeat(text),
+    dasa.complete(text, bigint, jsonb),
+    dasa.fail(text, bigint, jsonb, boolean)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    dasa.register_external(text, text, integer, interval, interval, double precision, interval),
+    dasa.claim(text, text, integer, interval, boolean),
+    dasa.heartbeat(text),
+    dasa.complete(text, bigint, jsonb),
+    dasa.fail(text, bigint, jsonb, boolean)
+TO dasa_user;

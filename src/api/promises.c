@@ -40,7 +40,7 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	if (parent != NULL)
 	{
 		timeout_at = dasa_context_cap(parent, timeout_at);
-		dasa_context_created(parent, id, NULL, param, tags, timeout_at, caller);
+		dasa_context_created(parent, id, NULL, NULL, param, tags, timeout_at, caller);
 	}
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();

@@ -1,10 +1,11 @@
 /*
- * register.c: dasa.register and dasa.unregister (SQL-callable).
+ * register.c: dasa.register, dasa.register_external and dasa.unregister
+ * (SQL-callable).
  *
  * Checks what is registered (a function (jsonb) -> jsonb the caller may
- * execute, sane retry options) and who may change a name, then writes the
- * registration through the kernel as the extension owner. It never runs
- * the procedure.
+ * execute, or a queue the caller may work; sane retry options) and who may
+ * change a name, then writes the registration through the kernel as the
+ * extension owner. It never runs the procedure.
  */
 #include "api/api.h"
 
@@ -21,6 +22,10 @@
 
 PG_FUNCTION_INFO_V1(dasa_register);
 PG_FUNCTION_INFO_V1(dasa_unregister);
+PG_FUNCTION_INFO_V1(dasa_register_external);
+
+/* The longest queue name (its channel name is derived, so any length would do). */
+#define MAX_QUEUE_BYTES 256
 
 /* What keeps a procedure from being a dasa function, in words; NULL if nothing. */
 static char *
@@ -93,6 +98,41 @@ require_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 				 errmsg("%s must not be NULL", what)));
 }
 
+/* The retry and timeout policy, arguments 2 to 6 of both register functions. */
+static void
+read_policy(FunctionCallInfo fcinfo, DasaRegistration *r)
+{
+	require_not_null(fcinfo, 2, "max_attempts");
+	require_not_null(fcinfo, 5, "jitter");
+	r->max_attempts = PG_GETARG_INT32(2);
+	r->initial_backoff = dasa_check_interval(fcinfo, 3, "initial_backoff");
+	r->max_backoff = dasa_check_interval(fcinfo, 4, "max_backoff");
+	r->jitter = PG_GETARG_FLOAT8(5);
+	r->timeout = dasa_check_interval(fcinfo, 6, "timeout");
+	check_retry_options(r->max_attempts, r->initial_backoff, r->max_backoff, r->jitter);
+}
+
+/* Write r as the extension owner, once caller may change its name; returns the row. */
+static Datum
+write_registration(FunctionCallInfo fcinfo, DasaRegistration *r, Oid caller)
+{
+	MemoryContext caller_cxt = CurrentMemoryContext;
+	DasaUserSave save;
+	DasaRows	row;
+	Datum		result;
+
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	dasa_registry_check_owner(r->name, caller);
+	if (r->queue != NULL)
+		dasa_registry_check_queue(r->queue, r->name, caller);
+	row = dasa_registry_upsert(r);
+	result = dasa_row_as_result(fcinfo, &row, 0, caller_cxt);
+	SPI_finish();
+	dasa_restore_user(&save);
+	return result;
+}
+
 /*
  * dasa.register(name, fn, max_attempts, initial_backoff, max_backoff,
  * jitter, timeout): bind name to fn and its policy, owned by the calling role.
@@ -100,41 +140,52 @@ require_not_null(FunctionCallInfo fcinfo, int argno, const char *what)
 Datum
 dasa_register(PG_FUNCTION_ARGS)
 {
-	MemoryContext caller_cxt = CurrentMemoryContext;
-	char	   *name = dasa_check_function_name(fcinfo, 0);
 	Oid			caller = GetUserId();
-	Oid			proc;
-	DasaRegistration r = {.name = name, .owner = caller};
-	DasaUserSave save;
-	DasaRows	row;
-	Datum		result;
+	DasaRegistration r = {.name = dasa_check_function_name(fcinfo, 0), .owner = caller};
 
 	require_not_null(fcinfo, 1, "fn");
-	require_not_null(fcinfo, 2, "max_attempts");
-	require_not_null(fcinfo, 5, "jitter");
-	proc = PG_GETARG_OID(1);
-	r.proc = proc;
-	r.max_attempts = PG_GETARG_INT32(2);
-	r.initial_backoff = dasa_check_interval(fcinfo, 3, "initial_backoff");
-	r.max_backoff = dasa_check_interval(fcinfo, 4, "max_backoff");
-	r.jitter = PG_GETARG_FLOAT8(5);
-	r.timeout = dasa_check_interval(fcinfo, 6, "timeout");
-	check_retry_options(r.max_attempts, r.initial_backoff, r.max_backoff, r.jitter);
-	check_signature(proc);
-	if (pg_proc_aclcheck(proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
+	r.proc = PG_GETARG_OID(1);
+	read_policy(fcinfo, &r);
+	check_signature(r.proc);
+	if (pg_proc_aclcheck(r.proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for function %s", format_procedure(proc)),
+				 errmsg("permission denied for function %s", format_procedure(r.proc)),
 				 errdetail("Registering a function needs EXECUTE on it.")));
+	PG_RETURN_DATUM(write_registration(fcinfo, &r, caller));
+}
 
-	dasa_switch_user(dasa_extension_owner(), &save);
-	SPI_connect();
-	dasa_registry_check_owner(name, caller);
-	row = dasa_registry_upsert(&r);
-	result = dasa_row_as_result(fcinfo, &row, 0, caller_cxt);
-	SPI_finish();
-	dasa_restore_user(&save);
-	PG_RETURN_DATUM(result);
+/* The queue argument: not empty, not too long. */
+static char *
+check_queue(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *queue;
+
+	require_not_null(fcinfo, argno, "queue");
+	queue = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (queue[0] == '\0' || strlen(queue) > MAX_QUEUE_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid queue name"),
+				 errdetail("A queue name has 1 to %d bytes; this one has %zu.", MAX_QUEUE_BYTES, strlen(queue)),
+				 errhint("Workers listen on dasa.queue_channel(queue), whatever its name.")));
+	return queue;
+}
+
+/*
+ * dasa.register_external(name, queue, max_attempts, initial_backoff,
+ * max_backoff, jitter, timeout): name is carried out by workers that claim
+ * from queue; owned by the calling role, as the queue is.
+ */
+Datum
+dasa_register_external(PG_FUNCTION_ARGS)
+{
+	Oid			caller = GetUserId();
+	DasaRegistration r = {.name = dasa_check_function_name(fcinfo, 0), .owner = caller};
+
+	r.queue = check_queue(fcinfo, 1);
+	read_policy(fcinfo, &r);
+	PG_RETURN_DATUM(write_registration(fcinfo, &r, caller));
 }
 
 /* dasa.unregister(name): true if it was registered. Pending invocations of it fail. */

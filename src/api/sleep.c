@@ -49,7 +49,7 @@ dasa_sleep(PG_FUNCTION_ARGS)
 		dasa_check_replay(running, id, NULL);
 	SPI_finish();
 	dasa_restore_user(&save);
-	dasa_context_created(running, id, NULL, NULL, tags, wake_at, caller);
+	dasa_context_created(running, id, NULL, NULL, NULL, tags, wake_at, caller);
 	(void) dasa_await_internal(id, 0);
 	PG_RETURN_VOID();
 }

@@ -123,14 +123,15 @@ dasa_context_cap(DasaContext *c, TimestampTz timeout_at)
 
 /* Remember a promise (and, with function non-NULL, its task) this attempt created. */
 void
-dasa_context_created(DasaContext *c, const char *id, const char *function, Jsonb *param,
-					 Jsonb *tags, TimestampTz timeout_at, Oid owner)
+dasa_context_created(DasaContext *c, const char *id, const char *function, const char *queue,
+					 Jsonb *param, Jsonb *tags, TimestampTz timeout_at, Oid owner)
 {
 	MemoryContext old = MemoryContextSwitchTo(c->memory);
 	DasaCreated *made = palloc0(sizeof(DasaCreated));
 
 	made->id = pstrdup(id);
 	made->function = function ? pstrdup(function) : NULL;
+	made->queue = queue ? pstrdup(queue) : NULL;
 	made->param = param ? DatumGetJsonbPCopy(PointerGetDatum(param)) : NULL;
 	made->tags = DatumGetJsonbPCopy(PointerGetDatum(tags));
 	made->timeout_at = timeout_at;

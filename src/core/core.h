@@ -15,6 +15,7 @@
  *   registry.c   registered functions
  *   procedures.c a registration's procedure, by signature
  *   origin.c     where the state was recorded: copies and restores
+ *   external.c   external workers: claims, leases, heartbeats, notifications
  *   sweep.c      which promises have expired, and the next deadline
  *   context.c    the invocation an executor runs now, and its children's ids
  *   timeout_rule.c the timeout rule as readers see it
@@ -60,6 +61,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 {
 	char	   *id;
 	char	   *function;		/* NULL: a plain promise */
+	char	   *queue;			/* of an external function's invocation */
 	Jsonb	   *param;
 	Jsonb	   *tags;
 	TimestampTz timeout_at;
@@ -95,6 +97,9 @@ typedef struct DasaTask
 	TimestampTz timeout_at;
 	Oid			run_as;			/* the invocation's owner */
 	bool		registered;		/* false: the function was unregistered */
+	char	   *state;			/* of the task: pending, claimed, suspended, completed */
+	char	   *queue;			/* external: its queue; NULL if in-database */
+	Oid			function_owner; /* the registration's owner (owns the queue) */
 	Oid			proc;
 	int			max_attempts;
 	double		initial_backoff_ms;
@@ -109,7 +114,8 @@ extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
 extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
 extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
-								 Jsonb *param, Jsonb *tags, TimestampTz timeout_at, Oid owner);
+								 const char *queue, Jsonb *param, Jsonb *tags,
+								 TimestampTz timeout_at, Oid owner);
 extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
 
 /* promises.c */
@@ -135,7 +141,9 @@ extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *va
 extern bool dasa_settle_if_expired(const char *id);
 
 /* tasks.c: the task lifecycle */
-extern void dasa_task_enqueue(const char *id, const char *function, TimestampTz run_at);
+extern void dasa_task_enqueue(const char *id, const char *function, const char *queue,
+							  TimestampTz run_at);
+extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
@@ -163,7 +171,8 @@ extern void dasa_persist_created(DasaContext *c);
 typedef struct DasaRegistration
 {
 	const char *name;
-	Oid			proc;
+	Oid			proc;			/* in-database */
+	const char *queue;			/* external (then proc is InvalidOid) */
 	Oid			owner;
 	int			max_attempts;
 	Interval   *initial_backoff;
@@ -186,11 +195,31 @@ extern bool dasa_origin_runnable(void);
 extern bool dasa_origin_resume(void);
 extern int64 dasa_sessions_started_before(TimestampTz since);
 
+/* external.c: tasks carried out by workers outside the database */
+extern char *dasa_queue_channel(const char *queue);
+extern DasaRows dasa_external_claim(const char *queue, const char *worker, int max,
+									Interval *lease, bool bind_session, Oid role);
+extern int	dasa_external_heartbeat(const char *worker, Oid role);
+extern DasaRows dasa_external_complete(const char *id, int64 version, Jsonb *value, Oid role);
+extern DasaRows dasa_external_fail(const char *id, int64 version, ErrorData *error, bool retry,
+								   Oid role);
+extern int	dasa_external_release_lost(TimestampTz now);
+extern void dasa_external_notify_due(TimestampTz after, TimestampTz now);
+
 /* procedures.c: a registration's procedure, named by its signature */
 extern char *dasa_procedure_signature(Oid proc);
 extern Oid	dasa_procedure_resolve(const char *signature);
 
-extern bool dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout);
+typedef struct DasaLookup
+{
+	Oid			proc;			/* in-database: the procedure; InvalidOid if external */
+	char	   *queue;			/* external: its queue; NULL if in-database */
+	Oid			owner;
+	Interval	timeout;
+} DasaLookup;
+
+extern bool dasa_registry_lookup(const char *name, DasaLookup *out);
+extern void dasa_registry_check_queue(const char *queue, const char *except_function, Oid role);
 extern void dasa_registry_check_owner(const char *name, Oid caller);
 extern DasaRows dasa_registry_upsert(const DasaRegistration *r);
 extern bool dasa_registry_delete(const char *name);

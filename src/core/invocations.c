@@ -12,6 +12,7 @@
 #include "catalog/pg_type.h"
 #include "port.h"
 #include "utils/acl.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -65,13 +66,31 @@ no_tags(void)
 
 /* Write the invocation's promise and task unless the id exists; true if written. */
 static bool
-create_invocation(const char *id, const char *name, Jsonb *args, TimestampTz timeout_at,
-				  TimestampTz now, DasaContext *parent, Oid owner)
+create_invocation(const char *id, const char *name, const char *queue, Jsonb *args,
+				  TimestampTz timeout_at, TimestampTz now, DasaContext *parent, Oid owner)
 {
 	if (!dasa_promise_insert(id, args, no_tags(), timeout_at, now, parent, owner))
 		return false;
-	dasa_task_enqueue(id, name, now);
+	dasa_task_enqueue(id, name, queue, now);
 	return true;
+}
+
+/*
+ * An external function is carried out by its owner's workers, with the
+ * arguments the invoker gives: invoking one needs its owner's privileges
+ * (the owner, or membership in it), as working its queue does.
+ */
+static void
+check_may_invoke_external(const DasaLookup *fn, Oid role, const char *name)
+{
+	if (!dasa_may_access(role, fn->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to invoke \"%s\"", name),
+				 errdetail("It is an external function of role \"%s\" (queue \"%s\").",
+						   GetUserNameFromId(fn->owner, true) ? GetUserNameFromId(fn->owner, true) : "(dropped)",
+						   fn->queue),
+				 errhint("Invoking an external function needs its owner's role or membership in it.")));
 }
 
 static const char *
@@ -167,8 +186,7 @@ char *
 dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 					 Interval *timeout, Oid caller)
 {
-	Oid			proc;
-	Interval	fn_timeout;
+	DasaLookup	fn;
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz timeout_at;
 	DasaContext *parent = dasa_context();
@@ -179,21 +197,24 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 		id = parent ? dasa_context_child_id(parent) : random_id();
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (!dasa_registry_lookup(name, &proc, &fn_timeout))
+	if (!dasa_registry_lookup(name, &fn))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("function \"%s\" is not registered", name),
 				 errhint("Register it with dasa.register first.")));
-	dasa_check_may_call(proc, caller, name);
+	if (fn.queue != NULL)
+		check_may_invoke_external(&fn, caller, name);
+	else
+		dasa_check_may_call(fn.proc, caller, name);
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
-														 IntervalPGetDatum(timeout ? timeout : &fn_timeout)));
+														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 	if (parent != NULL)
 		timeout_at = dasa_context_cap(parent, timeout_at);
-	if (!create_invocation(id, name, args, timeout_at, now, parent, caller))
+	if (!create_invocation(id, name, fn.queue, args, timeout_at, now, parent, caller))
 		check_existing(id, name, caller, parent, named_here);
 	if (parent != NULL)
-		dasa_context_created(parent, id, name, args, no_tags(), timeout_at, caller);
+		dasa_context_created(parent, id, name, fn.queue, args, no_tags(), timeout_at, caller);
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -215,7 +236,7 @@ dasa_persist_created(DasaContext *c)
 		DasaCreated *made = lfirst(lc);
 
 		if (made->function != NULL)
-			(void) create_invocation(made->id, made->function, made->param,
+			(void) create_invocation(made->id, made->function, made->queue, made->param,
 									 made->timeout_at, now, c, made->owner);
 		else
 			(void) dasa_promise_insert(made->id, made->param, made->tags,

@@ -60,7 +60,7 @@ static DasaStatement sessions_from_before = {
 	.sql = "SELECT count(*) AS sessions FROM pg_catalog.pg_stat_activity "
 	"WHERE datid = $1 AND backend_type = 'client backend' AND backend_start <= $2"
 	"  AND pid <> pg_catalog.pg_backend_pid()"
-	"  AND NOT (state = 'idle' AND state_change < pg_catalog.clock_timestamp() - interval '2 seconds')",
+	"  AND NOT (state = 'idle' AND state_change < pg_catalog.clock_timestamp() - interval '10 seconds')",
 	.args = {OIDOID, TIMESTAMPTZOID},
 	.columns = {"sessions"},
 };
@@ -213,7 +213,7 @@ dasa_origin_resume(void)
 
 /*
  * Client sessions of this database that started at or before since and
- * have been busy in the last two seconds (a restore never idles that long
+ * have been busy in the last ten seconds (a restore never idles that long
  * between its statements; a session that just sits there is not restoring).
  */
 int64

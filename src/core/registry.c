@@ -16,22 +16,22 @@
 #include "utils/builtins.h"
 
 #define FUNCTION_COLUMNS \
-	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at"
+	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at, queue"
 
 static DasaStatement upsert_function = {
 	.sql = "INSERT INTO dasa.functions AS f (name, proc, owner, max_attempts, initial_backoff,"
-	"  max_backoff, jitter, timeout, registered_at) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp()) "
-	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, owner = excluded.owner,"
+	"  max_backoff, jitter, timeout, registered_at, queue) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9) "
+	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, queue = excluded.queue, owner = excluded.owner,"
 	"  max_attempts = excluded.max_attempts, initial_backoff = excluded.initial_backoff,"
 	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
 	"  timeout = excluded.timeout, registered_at = excluded.registered_at "
 	"RETURNING " FUNCTION_COLUMNS,
 	.since = "0.5.0",
 	.args = {TEXTOID, TEXTOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
-	INTERVALOID},
+	INTERVALOID, TEXTOID},
 	.columns = {"name", "proc", "owner", "max_attempts", "initial_backoff", "max_backoff",
-	"jitter", "timeout", "registered_at"},
+	"jitter", "timeout", "registered_at", "queue"},
 };
 
 /* The registering role of $1, its row locked against concurrent changes. */
@@ -49,17 +49,26 @@ static DasaStatement delete_function = {
 /* What invoking needs to know of $1. */
 static DasaStatement lookup_function = {
 	.since = "0.5.0",
-	.sql = "SELECT proc, timeout FROM dasa.functions WHERE name = $1",
+	.sql = "SELECT proc, queue, owner::oid AS owner, timeout FROM dasa.functions WHERE name = $1",
 	.args = {TEXTOID},
-	.columns = {"proc", "timeout"},
+	.columns = {"proc", "queue", "owner", "timeout"},
+};
+
+/* Owners of the functions registered on queue $1 other than function $2. */
+static DasaStatement queue_owners = {
+	.since = "0.5.0",
+	.sql = "SELECT DISTINCT owner::oid AS owner FROM dasa.functions WHERE queue = $1 AND name <> $2",
+	.args = {TEXTOID, TEXTOID},
+	.columns = {"owner"},
 };
 
 /*
- * The procedure and default timeout of a registered function; false if not
- * registered. Error if its procedure no longer exists.
+ * What invoking name needs: its procedure (in-database) or queue
+ * (external), owner and default timeout; false if not registered. Error if
+ * its procedure no longer exists.
  */
 bool
-dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout)
+dasa_registry_lookup(const char *name, DasaLookup *out)
 {
 	Datum		args[1] = {CStringGetTextDatum(name)};
 	DasaRows	rows = dasa_run(&lookup_function, args, NULL, 1);
@@ -68,16 +77,44 @@ dasa_registry_lookup(const char *name, Oid *proc, Interval *timeout)
 
 	if (rows.n == 0)
 		return false;
+	out->owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
+	out->timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
+	(void) dasa_get(&rows, 0, "queue", &isnull);
+	out->queue = isnull ? NULL : dasa_get_text(&rows, 0, "queue");
+	out->proc = InvalidOid;
+	if (out->queue != NULL)
+		return true;
 	signature = dasa_get_text(&rows, 0, "proc");
-	*proc = dasa_procedure_resolve(signature);
-	if (!OidIsValid(*proc))
+	out->proc = dasa_procedure_resolve(signature);
+	if (!OidIsValid(out->proc))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FUNCTION),
 				 errmsg("the procedure of function \"%s\", %s, does not exist", name, signature),
 				 errdetail("It was dropped or renamed after the function was registered."),
 				 errhint("Create it again, or register the function again with dasa.register.")));
-	*timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
 	return true;
+}
+
+/* Error unless role may work queue (every owner of a function on it is role, or role is a member). */
+void
+dasa_registry_check_queue(const char *queue, const char *except_function, Oid role)
+{
+	Datum		args[2] = {CStringGetTextDatum(queue), CStringGetTextDatum(except_function)};
+	DasaRows	rows = dasa_run(&queue_owners, args, NULL, 0);
+
+	for (uint64 i = 0; i < rows.n; i++)
+	{
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(dasa_get(&rows, i, "owner", &isnull));
+
+		if (!dasa_may_access(role, owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("queue \"%s\" belongs to role \"%s\"", queue,
+							GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
+					 errdetail("Its functions were registered by that role."),
+					 errhint("Working a queue, or registering on it, needs that role or membership in it.")));
+	}
 }
 
 /* Lock the registration of name; error unless caller may change it. */
@@ -104,13 +141,15 @@ dasa_registry_check_owner(const char *name, Oid caller)
 DasaRows
 dasa_registry_upsert(const DasaRegistration *r)
 {
-	Datum		args[8] = {CStringGetTextDatum(r->name),
-		CStringGetTextDatum(dasa_procedure_signature(r->proc)),
+	Datum		args[9] = {CStringGetTextDatum(r->name),
+		r->queue ? (Datum) 0 : CStringGetTextDatum(dasa_procedure_signature(r->proc)),
 		ObjectIdGetDatum(r->owner), Int32GetDatum(r->max_attempts),
 		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
-	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout)};
+	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout),
+	r->queue ? CStringGetTextDatum(r->queue) : (Datum) 0};
+	char		nulls[9] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n'};
 
-	return dasa_run(&upsert_function, args, NULL, 1);
+	return dasa_run(&upsert_function, args, nulls, 1);
 }
 
 /* Remove a registration; true if there was one. */

@@ -19,8 +19,9 @@
 #include "utils/builtins.h"
 
 static DasaStatement enqueue_task = {
-	.sql = "INSERT INTO dasa.tasks (id, function, run_at) VALUES ($1, $2, $3)",
-	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID},
+	.since = "0.5.0",
+	.sql = "INSERT INTO dasa.tasks (id, function, run_at, queue) VALUES ($1, $2, $3, $4)",
+	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
 };
 
 /* A task with what running it needs (its promise p, its registration f). */
@@ -30,14 +31,16 @@ static DasaStatement enqueue_task = {
 	"  f.name IS NOT NULL AS registered, f.proc," \
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
-	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms " \
+	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms," \
+	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner " \
 	"FROM dasa.tasks t " \
 	"JOIN dasa.promises p ON p.id = t.id " \
 	"LEFT JOIN dasa.functions f ON f.name = t.function "
 #define TASK_COLUMNS \
 	"id", "function", "attempt", "version", "crashes", "promise_pending", "args", "timeout_at", \
 	"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts", \
-	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms"
+	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms", "task_state", "queue", \
+	"function_owner"
 
 /*
  * Claim up to $2 due tasks. Their promises are share-locked: the timeout
@@ -47,7 +50,7 @@ static DasaStatement enqueue_task = {
 static DasaStatement claim_tasks = {
 	.since = "0.5.0",
 	.sql = TASK_SELECT
-	"WHERE t.state = 'pending' AND t.run_at <= $1 "
+	"WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at <= $1 "
 	"ORDER BY t.run_at LIMIT $2 "
 	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
 	.args = {TIMESTAMPTZOID, INT4OID},
@@ -65,6 +68,14 @@ static DasaStatement crashed_task = {
 	.columns = {TASK_COLUMNS},
 };
 
+/* Task $1, locked. */
+static DasaStatement task_by_id = {
+	.since = "0.5.0",
+	.sql = TASK_SELECT "WHERE t.id = $1 FOR UPDATE OF t",
+	.args = {TEXTOID},
+	.columns = {TASK_COLUMNS},
+};
+
 static DasaStatement count_crash = {
 	.sql = "UPDATE dasa.tasks SET crashes = crashes + 1 WHERE id = $1",
 	.args = {TEXTOID},
@@ -72,7 +83,8 @@ static DasaStatement count_crash = {
 
 /* When the next pending task after $1 falls due. */
 static DasaStatement next_due = {
-	.sql = "SELECT min(run_at) AS next FROM dasa.tasks WHERE state = 'pending' AND run_at > $1",
+	.since = "0.5.0",
+	.sql = "SELECT min(run_at) AS next FROM dasa.tasks WHERE state = 'pending' AND queue IS NULL AND run_at > $1",
 	.args = {TIMESTAMPTZOID},
 	.columns = {"next"},
 };
@@ -87,7 +99,9 @@ static DasaStatement complete_tasks = {
 
 /* Retry task $1 at $3 after $2 attempts, if its version is still $4. */
 static DasaStatement retry_task = {
-	.sql = "UPDATE dasa.tasks SET attempt = $2, run_at = $3 WHERE id = $1 AND version = $4",
+	.since = "0.5.0",
+	.sql = "UPDATE dasa.tasks SET attempt = $2, run_at = $3, state = 'pending', version = version + 1,"
+	"  worker = NULL, claimed_at = NULL, lease = NULL WHERE id = $1 AND version = $4",
 	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID},
 };
 
@@ -109,7 +123,7 @@ static DasaStatement record_attempt = {
  */
 static DasaStatement end_tasks = {
 	.sql = "WITH locked AS ("
-	"  SELECT id FROM dasa.tasks WHERE id = ANY($1) AND state IN ('pending', 'suspended')"
+	"  SELECT id FROM dasa.tasks WHERE id = ANY($1) AND state IN ('pending', 'suspended', 'claimed')"
 	"  FOR UPDATE SKIP LOCKED),"
 	" ended AS ("
 	"  UPDATE dasa.tasks SET state = 'completed', completed_at = $2"
@@ -118,15 +132,23 @@ static DasaStatement end_tasks = {
 	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
 };
 
-/* A new invocation's task, due at run_at; an executor is woken at commit. */
+/*
+ * A new invocation's task, due at run_at: in-database (queue NULL; an
+ * executor is woken at commit) or external (the worker notifies the
+ * queue's listeners after the commit).
+ */
 void
-dasa_task_enqueue(const char *id, const char *function, TimestampTz run_at)
+dasa_task_enqueue(const char *id, const char *function, const char *queue, TimestampTz run_at)
 {
-	Datum		args[3] = {CStringGetTextDatum(id), CStringGetTextDatum(function),
-	TimestampTzGetDatum(run_at)};
+	Datum		args[4] = {CStringGetTextDatum(id), CStringGetTextDatum(function),
+		TimestampTzGetDatum(run_at), queue ? CStringGetTextDatum(queue) : (Datum) 0};
+	char		nulls[4] = {' ', ' ', ' ', queue ? ' ' : 'n'};
 
-	(void) dasa_run(&enqueue_task, args, NULL, 0);
-	dasa_wake_at_commit_task();
+	(void) dasa_run(&enqueue_task, args, nulls, 0);
+	if (queue)
+		dasa_wake_at_commit_external();
+	else
+		dasa_wake_at_commit_task();
 }
 
 /* Copy claimed row i into task (in the current memory context). */
@@ -148,9 +170,14 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->promise_tid = *(ItemPointer) DatumGetPointer(dasa_get(rows, i, "promise_tid", &isnull));
 	task->run_as = DatumGetObjectId(dasa_get(rows, i, "run_as", &isnull));
 	task->registered = dasa_get_bool(rows, i, "registered");
+	task->state = dasa_get_text(rows, i, "task_state");
+	(void) dasa_get(rows, i, "queue", &isnull);
+	task->queue = isnull ? NULL : dasa_get_text(rows, i, "queue");
 	if (!task->registered)
 		return;
-	task->proc = dasa_procedure_resolve(dasa_get_text(rows, i, "proc"));
+	task->function_owner = DatumGetObjectId(dasa_get(rows, i, "function_owner", &isnull));
+	(void) dasa_get(rows, i, "proc", &isnull);
+	task->proc = isnull ? InvalidOid : dasa_procedure_resolve(dasa_get_text(rows, i, "proc"));
 	task->max_attempts = dasa_get_int32(rows, i, "max_attempts");
 	task->initial_backoff_ms = dasa_get_float8(rows, i, "initial_backoff_ms");
 	task->max_backoff_ms = dasa_get_float8(rows, i, "max_backoff_ms");
@@ -169,6 +196,20 @@ dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks)
 	for (uint64 i = 0; i < claimed.n; i++)
 		read_task(&claimed, i, &(*tasks)[i]);
 	return (int) claimed.n;
+}
+
+/* Task id, locked until the end of the transaction, into task; false if there is none. */
+bool
+dasa_task_load(const char *id, DasaTask *task)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	DasaRows	found = dasa_run(&task_by_id, args, NULL, 1);
+
+	if (found.n == 0)
+		return false;
+	memset(task, 0, sizeof(*task));
+	read_task(&found, 0, task);
+	return true;
 }
 
 /* When the next pending task falls due after now; 0 if none. */

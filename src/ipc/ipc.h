@@ -46,6 +46,7 @@ typedef struct DasaDatabase
 	int			paused_by;		/* pid running DDL that needs the database idle */
 	DasaProcSlot worker;
 	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
+	pg_atomic_uint32 external_due;	/* 1: external tasks were enqueued; the worker notifies */
 	DasaExecutor executors[DASA_MAX_EXECUTORS];
 } DasaDatabase;
 
@@ -71,6 +72,7 @@ extern void dasa_wake_at_commit_settled(const char *id);
 extern void dasa_wake_at_commit_deadline(TimestampTz timeout_at);
 extern void dasa_wake_at_commit_installed(void);
 extern void dasa_wake_at_commit_task(void);
+extern void dasa_wake_at_commit_external(void);
 extern uint32 dasa_hash_id(const char *id, int len);
 
 #endif							/* DASA_IPC_H */

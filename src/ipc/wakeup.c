@@ -26,6 +26,7 @@ static TimestampTz earliest_deadline = 0;
 static bool have_deadline = false;
 static bool installed_here = false;
 static bool tasks_created = false;
+static bool external_created = false;
 
 uint32
 dasa_hash_id(const char *id, int len)
@@ -41,6 +42,7 @@ forget_owed_wakeups(void)
 	have_deadline = false;
 	installed_here = false;
 	tasks_created = false;
+	external_created = false;
 }
 
 /* Lower the database's next-deadline hint and wake its worker if ours is earlier. */
@@ -96,6 +98,16 @@ send_owed_wakeups(void)
 
 		if (db != NULL)
 			dasa_wake_idle_executor(db);
+	}
+	if (external_created)
+	{
+		DasaDatabase *db = dasa_my_database();
+
+		if (db != NULL)
+		{
+			pg_atomic_write_u32(&db->external_due, 1);
+			dasa_wake_procno(db->worker.procno);
+		}
 	}
 }
 
@@ -165,4 +177,12 @@ dasa_wake_at_commit_task(void)
 {
 	ensure_callback();
 	tasks_created = true;
+}
+
+/* An external task becomes due: the worker notifies its queue after the commit. */
+void
+dasa_wake_at_commit_external(void)
+{
+	ensure_callback();
+	external_created = true;
 }

@@ -92,6 +92,22 @@ report_version_mismatch(bool mismatch)
 }
 
 /*
+ * External workers: release the claims they lost (lease run out, session
+ * ended), then notify each queue of its due tasks: all of them after a
+ * commit enqueued some, else those that fell due since the last cycle
+ * (retries). The notifications go out when the cycle commits.
+ */
+static void
+serve_external_workers(TimestampTz now, bool enqueued)
+{
+	static TimestampTz notified_until = 0;
+
+	(void) dasa_external_release_lost(now);
+	dasa_external_notify_due(enqueued ? DT_NOBEGIN : notified_until, now);
+	notified_until = now;
+}
+
+/*
  * One cycle: settle what has expired, then return the next deadline (0: none,
  * now: more is due at once). Returns -1 when the extension is gone.
  */
@@ -100,7 +116,9 @@ run_cycle(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next;
+	static bool enqueued = false;	/* kept until a cycle serves external workers */
 
+	enqueued |= pg_atomic_exchange_u32(&my_db->external_due, 0) != 0;
 	begin_cycle();
 	switch (dasa_schema())
 	{
@@ -120,6 +138,8 @@ run_cycle(void)
 		end_cycle();
 		return 0;				/* a paused copy, or a restore going on */
 	}
+	serve_external_workers(now, enqueued);
+	enqueued = false;
 	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
 		next = now;
 	else
@@ -187,8 +207,9 @@ worker_loop(void)
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		if (asked_to_stop() || ConfigReloadPending)
-			continue;
+		if (asked_to_stop() || ConfigReloadPending ||
+			pg_atomic_read_u32(&my_db->external_due) != 0)
+			continue;			/* (external tasks enqueued during the cycle) */
 		timeout = ms_until(publish_deadline(next));
 		if (timeout > 0)
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
