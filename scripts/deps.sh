@@ -7,7 +7,10 @@ packages=(
   make gcc procps
   postgresql-15 postgresql-server-dev-15 libpq-dev
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
+  python3-psycopg valgrind
 )
+# Node.js and npm for the example worker: the machine's own if it has them.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do

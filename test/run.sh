@@ -15,6 +15,7 @@ port=55432
 # with the sources and objects (the layering test inspects them).
 mkdir -p "$work/suite"
 cp -r "$root/test" "$root/expected" "$root/scripts" "$root/src" "$work/suite/"
+[ -d "$root/examples" ] && cp -r "$root/examples" "$work/suite/"
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$work"
 
 dasa_cluster_init "$work" "$port" \
