@@ -148,3 +148,21 @@ GRANT EXECUTE ON FUNCTION
     dasa.complete(text, bigint, jsonb),
     dasa.fail(text, bigint, jsonb, boolean)
 TO dasa_user;
+
+-- Listeners: a promise -> a channel NOTIFYed (payload: the id) by the
+-- commit that settles it. The promise is marked awaited, as for callbacks.
+CREATE TABLE dasa.listeners (
+    promise_id text COLLATE "C" NOT NULL,
+    channel    text NOT NULL,
+    PRIMARY KEY (promise_id, channel)
+);
+REVOKE ALL ON dasa.listeners FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('dasa.listeners', '');
+
+CREATE FUNCTION dasa.notify_on_settle(id text, channel text DEFAULT 'dasa_settled')
+RETURNS dasa.promises
+AS 'MODULE_PATHNAME', 'dasa_notify_on_settle'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa.notify_on_settle(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.notify_on_settle(text, text) TO dasa_user;

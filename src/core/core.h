@@ -16,6 +16,7 @@
  *   procedures.c a registration's procedure, by signature
  *   origin.c     where the state was recorded: copies and restores
  *   external.c   external workers: claims, leases, heartbeats, notifications
+ *   listeners.c  channels notified when a promise settles
  *   sweep.c      which promises have expired, and the next deadline
  *   context.c    the invocation an executor runs now, and its children's ids
  *   timeout_rule.c the timeout rule as readers see it
@@ -159,6 +160,11 @@ extern Jsonb *dasa_rejection_value(ErrorData *error, int attempts);
 /* suspension.c */
 extern void dasa_task_suspend(DasaTask *task, DasaContext *c);
 extern void dasa_callbacks_fire(List *ids);
+extern bool dasa_promise_mark_awaited(const char *id);
+
+/* listeners.c: channels notified when a promise settles */
+extern void dasa_listener_add(const char *id, const char *channel);
+extern void dasa_listeners_fire(List *ids);
 
 /* invocations.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,

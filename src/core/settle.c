@@ -171,7 +171,10 @@ settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline
 		dasa_tasks_end(after.ended);
 	}
 	if (after.awaited != NIL)
+	{
 		dasa_callbacks_fire(after.awaited);
+		dasa_listeners_fire(after.awaited);
+	}
 	return settled;
 }
 

@@ -23,6 +23,13 @@ static DasaStatement mark_awaited = {
 	.columns = {"id", "pending"},
 };
 
+/* Mark $1 awaited if it is pending (waiting for a settlement under way). */
+static DasaStatement mark_one_awaited = {
+	.sql = "UPDATE dasa.promises SET awaited = true WHERE id = $1 AND state = 'pending' RETURNING id",
+	.args = {TEXTOID},
+	.columns = {"id"},
+};
+
 static DasaStatement add_callbacks = {
 	.sql = "INSERT INTO dasa.callbacks (promise_id, task_id) SELECT unnest($1::text[]), $2 "
 	"ON CONFLICT DO NOTHING",
@@ -152,4 +159,13 @@ dasa_task_suspend(DasaTask *task, DasaContext *c)
 	(void) dasa_run(&park_task, args, NULL, 0);
 	if (needed == 0)
 		dasa_wake_at_commit_task();
+}
+
+/* Mark promise id awaited (by a listener); false if it is not pending. */
+bool
+dasa_promise_mark_awaited(const char *id)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+
+	return dasa_run(&mark_one_awaited, args, NULL, 1).n == 1;
 }

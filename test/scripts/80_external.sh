@@ -4,7 +4,8 @@
 # fenced by version, retries and rejection, a lease running out with no
 # client asking, a killed worker session noticed in seconds, complete
 # inside the worker's own transaction (and a stale one rolled back), who
-# may work a queue, and 4 workers draining 5,000 tasks exactly once.
+# may work a queue, 4 workers draining 5,000 tasks exactly once, and
+# listeners notified when a promise settles.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_external
@@ -181,6 +182,28 @@ ok "4 workers drain $n tasks" wait_for 120 $db \
 wait
 is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT id) FROM bulk_effects")" "$n $n" "each task's effect exactly once"
 is "$(q $db "SELECT count(DISTINCT worker) FROM dasa.tasks WHERE queue = 'bulk'")" 4 "all four workers took part"
+# Settlement notifications: a client LISTENs instead of waiting in dasa.await.
+q $db "SELECT dasa.create_promise('l-1', '1 hour'); SELECT dasa.create_promise('l-2', '1 second')" >/dev/null
+fifo=$DASA_WORK/ext-settled.fifo
+rm -f "$fifo"; mkfifo "$fifo"
+psql -XAtq -d $db <"$fifo" >"$DASA_WORK/ext-settled.out" 2>&1 &
+listener=$!
+exec 8>"$fifo"
+echo "LISTEN app_settled; SELECT state FROM dasa.notify_on_settle('l-1', 'app_settled'); SELECT state FROM dasa.notify_on_settle('l-2', 'app_settled');" >&8
+sleep 0.5
+q $db "SELECT dasa.resolve('l-1', '\"done\"')" >/dev/null
+sleep 2
+echo "SELECT 1;" >&8
+sleep 0.3
+exec 8>&-; wait $listener 2>/dev/null; rm -f "$fifo"
+ok "the commit that resolves a promise notifies its listener's channel" \
+   grep -q 'Asynchronous notification "app_settled" with payload "l-1"' "$DASA_WORK/ext-settled.out"
+ok "so does its timeout, written by the background worker" \
+   grep -q 'Asynchronous notification "app_settled" with payload "l-2"' "$DASA_WORK/ext-settled.out"
+is "$(q $db "SELECT count(*) FROM dasa.listeners")" 0 "listeners are gone once notified"
+case "$(psql -XAtq -d $db -c "SET ROLE ext_other" -c "SELECT dasa.notify_on_settle('l-1')" 2>&1)" in *"does not exist"*) r=0 ;; *) r=1 ;; esac
+is "$r" 0 "a role cannot listen for a promise it may not see"
+
 quiet postgres "DROP DATABASE $db" >/dev/null
 q postgres "DROP ROLE ext_app; DROP ROLE ext_worker; DROP ROLE ext_other" >/dev/null
 done_testing
