@@ -24,6 +24,21 @@ q $db "SELECT dasa.resolve('mt-1', '\"after maintenance\"')" >/dev/null
 wait $awaiter
 is "$(cat "$DASA_WORK/mt-await.out")" '"after maintenance"' "the waiting session gets the value of the resolve that followed"
 
+# The same for CALL dasa.call waiting on a function that awaits a human.
+q $db "CREATE FUNCTION mt_approval(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+       BEGIN RETURN dasa.await('mt-human'); END \$\$;
+       SELECT count(dasa.register('mt_approval', 'mt_approval(jsonb)'));
+       SELECT dasa.create_promise('mt-human', '1 hour')" >/dev/null
+psql -XAtq -d $db -c "CALL dasa.call('mt_approval', '{}', 'mt-call')" >"$DASA_WORK/mt-call.out" 2>&1 &
+caller=$!
+ok "a session waits in CALL dasa.call" wait_for 20 $db \
+   "SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'CALL dasa.call(%' AND wait_event_type = 'Extension'"
+ok "VACUUM FULL dasa.promises and dasa.tasks meanwhile (lock_timeout 5 s)" \
+   psql -XAtq -v ON_ERROR_STOP=1 -d $db -c "SET lock_timeout = '5s'" -c "VACUUM FULL dasa.promises" -c "VACUUM FULL dasa.tasks"
+q $db "SELECT dasa.resolve('mt-human', '\"approved\"')" >/dev/null
+wait $caller
+is "$(cat "$DASA_WORK/mt-call.out")" '"approved"' "the call returns the function's value once the human answers"
+
 # The same while the extension is updated under the waiting session: a
 # database still at the previous version (the library is newer), a session
 # waits, VACUUM FULL of each table, ALTER EXTENSION dasa UPDATE, and a
