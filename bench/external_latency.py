@@ -1,0 +1,24 @@
+#!/usr/bin/python3
+"""invoke commit acknowledged -> a LISTENing worker has the task (notified and
+claimed), with an idle gap before each sample. Prints one line per sample:
+notified_ms claimed_ms. usage: external_latency.py SAMPLES GAP_MS"""
+import select, sys, time
+import psycopg
+
+samples, gap = int(sys.argv[1]), float(sys.argv[2]) / 1000
+worker = psycopg.connect("dbname=bench", autocommit=True)
+invoker = psycopg.connect("dbname=bench", autocommit=True)
+channel = worker.execute("SELECT dasa.queue_channel('lat')").fetchone()[0]
+worker.execute(f'LISTEN "{channel}"')
+for i in range(samples):
+    time.sleep(gap)
+    invoker.execute("SELECT dasa.invoke('lat_fn', '{}', %s)", (f"lat-{i}",))
+    acked = time.perf_counter()
+    while not any(True for _ in worker.notifies(timeout=0, stop_after=1)):
+        select.select([worker], [], [], 5)
+    notified = time.perf_counter()
+    row = worker.execute("SELECT c.id, dasa.complete(c.id, c.version, '1') IS NOT NULL"
+                         " FROM dasa.claim('lat', 'lat-w', 10) c").fetchall()
+    claimed = time.perf_counter()
+    assert any(r[0] == f"lat-{i}" for r in row), row
+    print(f"{(notified - acked) * 1000:.3f} {(claimed - acked) * 1000:.3f}")
