@@ -14,8 +14,11 @@ for i in range(samples):
     time.sleep(gap)
     invoker.execute("SELECT dasa.invoke('lat_fn', '{}', %s)", (f"lat-{i}",))
     acked = time.perf_counter()
-    while not any(True for _ in worker.notifies(timeout=0, stop_after=1)):
-        select.select([worker], [], [], 5)
+    while True:  # (psycopg 3.1: no timeout on notifies(); read the socket ourselves)
+        worker.pgconn.consume_input()
+        if worker.pgconn.notifies() is not None:
+            break
+        select.select([worker.fileno()], [], [], 5)
     notified = time.perf_counter()
     row = worker.execute("SELECT c.id, dasa.complete(c.id, c.version, '1') IS NOT NULL"
                          " FROM dasa.claim('lat', 'lat-w', 10) c").fetchall()
