@@ -36,3 +36,18 @@ test:
 
 bench:
 	bash bench/promises
+
+# The external worker client (clients/): libdasa and dasa-worker, built by
+# make, installed by make install (dasa-worker into pg_config --bindir).
+ifneq ($(PGXS),)
+.PHONY: clients install-clients clean-clients
+all: clients
+install: install-clients
+clean: clean-clients
+clients:
+	$(MAKE) -C clients PG_CONFIG=$(PG_CONFIG)
+install-clients: clients
+	$(MAKE) -C clients install PG_CONFIG=$(PG_CONFIG)
+clean-clients:
+	$(MAKE) -C clients clean
+endif
