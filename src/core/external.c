@@ -22,7 +22,12 @@
 /* Most ids one notification names (the payload stays far below its 8,000-byte limit). */
 #define NOTIFY_IDS 50
 
-/* Claim up to $3 due tasks of queue $1 at $2 for worker $4, with lease $5. */
+/*
+ * Claim up to $3 due tasks of queue $1 at $2 for worker $4, with lease $5.
+ * The arguments are read by a probe per task: a generic plan, which must
+ * guess how many tasks $3 allows, would otherwise merge-join the whole
+ * promises table.
+ */
 static DasaStatement claim_external = {
 	.since = "0.5.0",
 	.sql = "WITH due AS ("
@@ -34,8 +39,10 @@ static DasaStatement claim_external = {
 	"    claimed_at = $2, lease = $5"
 	"  FROM due WHERE t.id = due.id"
 	"  RETURNING t.id, t.function, t.attempt + 1 AS attempt, t.version) "
-	"SELECT c.id, c.function, coalesce(p.param, '{}') AS args, c.attempt, c.version "
-	"FROM claimed c JOIN dasa.promises p ON p.id = c.id ORDER BY c.id",
+	"SELECT c.id, c.function,"
+	"  coalesce((SELECT p.param FROM dasa.promises p WHERE p.id = c.id), '{}') AS args,"
+	"  c.attempt, c.version "
+	"FROM claimed c ORDER BY c.id",
 	.args = {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID, INTERVALOID},
 	.columns = {"id", "function", "args", "attempt", "version"},
 };
