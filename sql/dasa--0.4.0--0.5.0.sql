@@ -166,3 +166,13 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dasa.notify_on_settle(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dasa.notify_on_settle(text, text) TO dasa_user;
+
+-- Complete many claimed tasks at once (a worker's batch): those still held
+-- at the given versions are completed; returns how many.
+CREATE FUNCTION dasa.complete_all(ids text[], versions bigint[], "values" jsonb[] DEFAULT NULL)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'dasa_complete_all'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa.complete_all(text[], bigint[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.complete_all(text[], bigint[], jsonb[]) TO dasa_user;

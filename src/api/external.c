@@ -12,16 +12,20 @@
 
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 
 PG_FUNCTION_INFO_V1(dasa_queue_channel_sql);
 PG_FUNCTION_INFO_V1(dasa_claim);
 PG_FUNCTION_INFO_V1(dasa_heartbeat);
 PG_FUNCTION_INFO_V1(dasa_complete);
 PG_FUNCTION_INFO_V1(dasa_fail);
+PG_FUNCTION_INFO_V1(dasa_complete_all);
 
-/* Most tasks one claim may take. */
+/* Most tasks one claim may take, or one complete_all complete. */
 #define MAX_CLAIM 1000
 
 static char *
@@ -118,6 +122,87 @@ dasa_heartbeat(PG_FUNCTION_ARGS)
 	SPI_finish();
 	dasa_restore_user(&save);
 	PG_RETURN_INT32(held);
+}
+
+/* Elements of array argument argno (n of them), of type elemtype; NULL elements are an error unless allowed. */
+static Datum *
+array_elements(FunctionCallInfo fcinfo, int argno, Oid elemtype, const char *what,
+			   bool nulls_allowed, bool **nulls, int *n)
+{
+	Datum	   *elems;
+	int16		typlen;
+	bool		byval;
+	char		align;
+
+	get_typlenbyvalalign(elemtype, &typlen, &byval, &align);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(argno), elemtype, typlen, byval, align, &elems, nulls, n);
+	if (*n > MAX_CLAIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s holds %d elements; at most %d", what, *n, MAX_CLAIM)));
+	for (int i = 0; !nulls_allowed && i < *n; i++)
+		if ((*nulls)[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain NULL", what)));
+	return elems;
+}
+
+/*
+ * dasa.complete_all(ids, versions, values): complete a batch of claimed
+ * tasks (ids[i] at versions[i], resolved with values[i]; values NULL: all
+ * NULL) in the caller's transaction. Tasks no longer held at that version
+ * are left alone. Returns how many were completed (NULL ids: none).
+ */
+Datum
+dasa_complete_all(PG_FUNCTION_ARGS)
+{
+	bool	   *nulls;
+	int			n,
+				nversions,
+				nvalues = 0;
+	Datum	   *id_elems,
+			   *version_elems,
+			   *value_elems = NULL;
+	char	  **ids;
+	int64	   *versions;
+	Jsonb	  **values = NULL;
+	Oid			caller = GetUserId();
+	DasaUserSave save;
+	int			completed;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_INT32(0);		/* array_agg over no claimed task */
+	id_elems = array_elements(fcinfo, 0, TEXTOID, "ids", false, &nulls, &n);
+	version_elems = array_elements(fcinfo, 1, INT8OID, "versions", false, &nulls, &nversions);
+	if (!PG_ARGISNULL(2))
+		value_elems = array_elements(fcinfo, 2, JSONBOID, "values", true, &nulls, &nvalues);
+	if (nversions != n || (value_elems != NULL && nvalues != n))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ids, versions and values must be as long as each other"),
+				 errdetail("They hold %d, %d and %d elements.", n, nversions, value_elems ? nvalues : n)));
+	ids = palloc(sizeof(char *) * Max(n, 1));
+	versions = palloc(sizeof(int64) * Max(n, 1));
+	if (value_elems != NULL)
+		values = palloc0(sizeof(Jsonb *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = TextDatumGetCString(id_elems[i]);
+		dasa_check_id_length(strlen(ids[i]));
+		versions[i] = DatumGetInt64(version_elems[i]);
+		if (value_elems != NULL && !nulls[i])
+		{
+			values[i] = DatumGetJsonbP(value_elems[i]);
+			dasa_check_payload(values[i], "value");
+		}
+	}
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	completed = dasa_external_complete_all(n, ids, versions, values, caller);
+	SPI_finish();
+	dasa_restore_user(&save);
+	PG_RETURN_INT32(completed);
 }
 
 /* dasa.complete(id, version, value): resolve a claimed task's promise; returns it. */

@@ -207,6 +207,7 @@ extern DasaRows dasa_external_claim(const char *queue, const char *worker, int m
 									Interval *lease, bool bind_session, Oid role);
 extern int	dasa_external_heartbeat(const char *worker, Oid role);
 extern DasaRows dasa_external_complete(const char *id, int64 version, Jsonb *value, Oid role);
+extern int	dasa_external_complete_all(int n, char **ids, int64 *versions, Jsonb **values, Oid role);
 extern DasaRows dasa_external_fail(const char *id, int64 version, ErrorData *error, bool retry,
 								   Oid role);
 extern int	dasa_external_release_lost(TimestampTz now);

@@ -69,6 +69,25 @@ static DasaStatement count_claims = {
 	.columns = {"claims"},
 };
 
+/*
+ * The tasks among ids $1 still claimed at versions $2, locked, with this
+ * attempt's number and the role that owns their queue. Each is probed by
+ * its key: a generic plan cannot know how many ids come.
+ */
+static DasaStatement lock_claims = {
+	.since = "0.5.0",
+	.sql = "SELECT c.id, c.attempts, c.version, c.owner, v.i AS i "
+	"FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS v(id, version, i) "
+	"CROSS JOIN LATERAL (SELECT t.id, t.attempt + 1 AS attempts, t.version,"
+	"    coalesce((SELECT f.owner FROM dasa.functions f WHERE f.name = t.function),"
+	"             (SELECT p.owner FROM dasa.promises p WHERE p.id = t.id))::oid AS owner"
+	"  FROM dasa.tasks t WHERE t.id = v.id AND t.version = v.version AND t.state = 'claimed'"
+	"  FOR UPDATE OF t) c "
+	"ORDER BY v.i",
+	.args = {TEXTARRAYOID, INT8ARRAYOID},
+	.columns = {"id", "attempts", "version", "owner", "i"},
+};
+
 /* Claims lost at $1: the lease ran out, or the worker's session has ended. */
 static DasaStatement lost_claims = {
 	.since = "0.5.0",
@@ -196,6 +215,47 @@ dasa_external_complete(const char *id, int64 version, Jsonb *value, Oid role)
 	promise = dasa_settle_or_read(id, "resolved", value, task.run_as);
 	dasa_tasks_complete(1, &task.id, &attempts, &task.version);
 	return promise;
+}
+
+/*
+ * Complete the claimed tasks ids[i] (versions[i]) with values[i] (values
+ * NULL: SQL NULL); those no longer held at that version are left alone.
+ * Error unless role may work every one's queue. Returns how many completed.
+ */
+int
+dasa_external_complete_all(int n, char **ids, int64 *versions, Jsonb **values, Oid role)
+{
+	Datum		args[2] = {dasa_text_array(ids, n), dasa_int8_array(versions, n)};
+	DasaRows	held = dasa_run(&lock_claims, args, NULL, 0);
+	int			k = (int) held.n;
+	char	  **held_ids = palloc(sizeof(char *) * Max(k, 1));
+	Jsonb	  **held_values = palloc0(sizeof(Jsonb *) * Max(k, 1));
+	int		   *attempts = palloc(sizeof(int) * Max(k, 1));
+	int64	   *held_versions = palloc(sizeof(int64) * Max(k, 1));
+	Oid			allowed = InvalidOid;
+
+	for (int j = 0; j < k; j++)
+	{
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(dasa_get(&held, j, "owner", &isnull));
+
+		if (owner != allowed && !dasa_may_access(role, owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for the task \"%s\"", dasa_get_text(&held, j, "id")),
+					 errhint("Working a queue needs the role that registered its functions, or membership in it.")));
+		allowed = owner;
+		held_ids[j] = dasa_get_text(&held, j, "id");
+		attempts[j] = dasa_get_int32(&held, j, "attempts");
+		held_versions[j] = dasa_get_int64(&held, j, "version");
+		if (values != NULL)
+			held_values[j] = values[dasa_get_int64(&held, j, "i") - 1];
+	}
+	if (k == 0)
+		return 0;
+	(void) dasa_settle(k, held_ids, "resolved", held_values, true);
+	dasa_tasks_complete(k, held_ids, attempts, held_versions);
+	return k;
 }
 
 /* Fail the claimed task id (version): retried by its policy unless !retry; returns its promise row. */

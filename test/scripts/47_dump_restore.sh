@@ -38,7 +38,8 @@ BEGIN
 END \$\$;
 CREATE FUNCTION dr_sleeper(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 BEGIN
-  PERFORM dasa.sleep('3 seconds');
+  PERFORM dasa.sleep('5 seconds');
+  PERFORM pg_advisory_xact_lock_shared(4747);
   INSERT INTO effects (inv) VALUES (dasa.current_invocation());
   RETURN '\"woke\"';
 END \$\$;
@@ -68,10 +69,11 @@ SELECT dasa.create_promise('dr-human', '1 hour');
 SELECT dasa.invoke('dr_sleeper', '{}', 'dr-sleeper');
 SELECT dasa.invoke('dr_approval', '{}', 'dr-approval');
 SELECT dasa.invoke('dr_fan', '{"n": $children}', 'dr-fan');
-SELECT count(dasa.invoke('dr_step', jsonb_build_object('i', i), 'dr-step-' || i)) FROM generate_series(1, $steps) i;
 SQL
-ok "the fan-out, the sleeper and the approval are suspended before the dump" wait_for 30 $src \
-   "SELECT count(*) = 3 FROM dasa.tasks WHERE id IN ('dr-fan', 'dr-sleeper', 'dr-approval') AND state = 'suspended'"
+ok "the fan-out and the approval are suspended, the sleeper's timer set, before the dump" wait_for 30 $src \
+   "SELECT count(*) = 2 FROM dasa.tasks WHERE id IN ('dr-fan', 'dr-approval') AND state = 'suspended'
+    AND EXISTS (SELECT FROM dasa.promises WHERE parent_id = 'dr-sleeper')"
+q $src "SET ROLE dr_app; SELECT count(dasa.invoke('dr_step', jsonb_build_object('i', i), 'dr-step-' || i)) FROM generate_series(1, $steps) i" >/dev/null
 is "$(q $src "SELECT count(*) FROM effects")" 0 "no leaf has run in the source yet"
 
 rm -rf "$dir"; mkdir -p "$dir"

@@ -127,6 +127,15 @@ is "$(q $db "BEGIN; INSERT INTO effects VALUES ('m-6'); SELECT (dasa.complete('m
    resolved "the task re-claimed by a live worker completes"
 is "$(q $db "SELECT count(*) FROM effects WHERE id = 'm-6'")" 1 "its effect is there once"
 
+# complete_all: a worker's batch in one call; a stale version is left alone.
+q $db "SELECT count(dasa.invoke('mail', jsonb_build_object('n', i), 'ma-' || i)) FROM generate_series(1, 5) i" >/dev/null
+is "$(q $db "SELECT dasa.complete_all(array_agg(id), array_agg(CASE WHEN id = 'ma-1' THEN version - 1 ELSE version END), array_agg(args))
+             FROM dasa.claim('mailq', 'w-batch', 10, '30 seconds', false)")" 4 \
+   "complete_all completes the tasks still held at their version"
+is "$(q $db "SELECT string_agg(p.id || '=' || coalesce(p.value::text, '-') || '/' || t.state, ' ' ORDER BY p.id) FROM dasa.promises p JOIN dasa.tasks t USING (id) WHERE p.id LIKE 'ma-%'")" \
+   'ma-1=-/claimed ma-2={"n": 2}/completed ma-3={"n": 3}/completed ma-4={"n": 4}/completed ma-5={"n": 5}/completed' \
+   "each with its own value; the stale one is still claimed"
+
 # Who may work a queue: the role that registered its functions, or its members.
 quiet postgres "DROP ROLE IF EXISTS ext_app; DROP ROLE IF EXISTS ext_worker; DROP ROLE IF EXISTS ext_other" >/dev/null
 q postgres "CREATE ROLE ext_app; CREATE ROLE ext_worker LOGIN; CREATE ROLE ext_other LOGIN;
@@ -143,6 +152,8 @@ claim=$(psql -XAtq -d $db -c "SET ROLE ext_worker" -c "SELECT id || ' ' || versi
 is "$claim" "b-1 1" "a worker role granted the owner's role claims, and sees the args"
 case "$(as_other "SELECT dasa.complete('b-1', 1, '1')")" in *42501*) r=0 ;; *) r=1 ;; esac
 is "$r" 0 "another role may not complete its task"
+case "$(as_other "SELECT dasa.complete_all(ARRAY['b-1'], ARRAY[1::bigint])")" in *42501*) r=0 ;; *) r=1 ;; esac
+is "$r" 0 "nor in a batch"
 case "$(as_other "SELECT dasa.heartbeat('bw-1')")" in *42501*) r=0 ;; *) r=1 ;; esac
 is "$r" 0 "nor heartbeat its worker"
 is "$(psql -XAtq -d $db -c "SET ROLE ext_worker" -c "SELECT (dasa.complete('b-1', 1, '\"paid\"')).state")" resolved \
