@@ -73,7 +73,12 @@ typedef struct Slot
 	long long	term_at;		/* when dasa-worker sent SIGTERM (0: not) */
 	int			killed;			/* and SIGKILL */
 	const char *why;			/* why dasa-worker stopped it */
+	int			give_back;		/* stopped by the shutdown: release, not fail */
 } Slot;
+
+#define OUTCOME_FAIL 0
+#define OUTCOME_COMPLETE 1
+#define OUTCOME_RELEASE 2		/* not the task's fault: due again, no attempt spent */
 
 /* A task's outcome waiting to be reported. */
 typedef struct Result
@@ -81,7 +86,7 @@ typedef struct Result
 	struct Result *next;
 	char	   *id;
 	long long	version;
-	int			complete;		/* else fail */
+	int			outcome;		/* OUTCOME_* */
 	char	   *payload;		/* complete: the output; fail: the error (JSON) */
 	size_t		payload_len;
 } Result;
@@ -351,7 +356,7 @@ setup_signals(void)
 /* ---- results ---- */
 
 static void
-push_result(const dasa_task *task, int complete, const char *payload, size_t len)
+push_result(const dasa_task *task, int outcome, const char *payload, size_t len)
 {
 	Result	   *r = calloc(1, sizeof(Result));
 
@@ -359,7 +364,7 @@ push_result(const dasa_task *task, int complete, const char *payload, size_t len
 		out_of_memory();
 	r->id = xstrdup(task->id);
 	r->version = task->version;
-	r->complete = complete;
+	r->outcome = outcome;
 	r->payload = malloc(len + 1);
 	if (r->payload == NULL)
 		out_of_memory();
@@ -390,7 +395,7 @@ push_failure(const dasa_task *task, const char *message, const char *key, int va
 		json_string(&e, stderr_text, strlen(stderr_text));
 	}
 	buf_puts(&e, "}");
-	push_result(task, 0, e.data, e.len);
+	push_result(task, OUTCOME_FAIL, e.data, e.len);
 	buf_free(&e);
 }
 
@@ -407,6 +412,8 @@ pop_result(void)
 	free(r);
 }
 
+static const char *const outcome_name[] = {"failed", "completed", "released"};
+
 /*
  * Report the waiting results in order; stops at a lost connection (they
  * wait for the next). Output that the server does not take as JSON
@@ -421,7 +428,7 @@ flush_results(dasa_client *c)
 		Result	   *r = results;
 		int			rc;
 
-		if (r->complete)
+		if (r->outcome == OUTCOME_COMPLETE)
 		{
 			size_t		end = r->payload_len;
 			size_t		start = 0;
@@ -458,13 +465,15 @@ flush_results(dasa_client *c)
 				continue;
 			}
 		}
+		else if (r->outcome == OUTCOME_RELEASE)
+			rc = dasa_client_release(c, r->id, r->version);
 		else
 			rc = dasa_client_fail(c, r->id, r->version, r->payload, 1);
 		switch (rc)
 		{
 			case DASA_OK:
 				if (verbose)
-					logmsg("task %s: %s, now %s", r->id, r->complete ? "completed" : "failed",
+					logmsg("task %s: %s, now %s", r->id, outcome_name[r->outcome],
 						   dasa_client_promise_state(c));
 				break;
 			case DASA_ERR_CONNECTION:
@@ -474,7 +483,7 @@ flush_results(dasa_client *c)
 					   r->id, dasa_client_error(c));
 				break;
 			default:
-				logmsg("task %s: could not %s it: %s", r->id, r->complete ? "complete" : "fail",
+				logmsg("task %s: could not report it %s: %s", r->id, outcome_name[r->outcome],
 					   dasa_client_error(c));
 				break;
 		}
@@ -735,7 +744,7 @@ finish_task(Slot *s)
 			push_failure(&s->task, message, NULL, 0, NULL);
 		}
 		else
-			push_result(&s->task, 1, s->out.data ? s->out.data : "", s->out.len);
+			push_result(&s->task, OUTCOME_COMPLETE, s->out.data ? s->out.data : "", s->out.len);
 		if (verbose)
 			logmsg("task %s: the command succeeded in %lld ms", s->task.id, ms);
 	}
@@ -744,7 +753,12 @@ finish_task(Slot *s)
 		const char *key = WIFEXITED(status) ? "exit_code" : "signal";
 		int			value = WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status);
 
-		if (s->why != NULL)
+		if (s->give_back)
+		{
+			push_result(&s->task, OUTCOME_RELEASE, "", 0);
+			logmsg("task %s: %s; released", s->task.id, s->why);
+		}
+		else if (s->why != NULL)
 		{
 			push_failure(&s->task, s->why, key, value, err);
 			logmsg("task %s: %s", s->task.id, s->why);
@@ -847,10 +861,11 @@ usage(FILE *f)
 			"  -h, --help           show this and exit\n"
 			"\n"
 			"On SIGTERM or SIGINT dasa-worker claims no more tasks, lets the running\n"
-			"commands finish (for --grace at most: then it stops them, and their\n"
-			"attempts fail, to be retried), reports their results and exits 0. A\n"
-			"second signal stops the commands at once. A lost connection is made again\n"
-			"(100 ms to 5 s apart) while the commands go on running.\n"
+			"commands finish (for --grace at most: then it stops them and gives\n"
+			"their tasks back, due again with no attempt spent), reports their\n"
+			"results and exits 0. A second signal stops the commands at once. A lost\n"
+			"connection is made again (100 ms to 5 s apart) while the commands go on\n"
+			"running.\n"
 			"Exit status: 0 after a signal, 1 on an internal error, 2 on a usage error.\n");
 }
 
@@ -1065,7 +1080,10 @@ main(int argc, char **argv)
 				s->why = why;
 			}
 			else if (s->term_at == 0 && stopping && now >= grace_at)
+			{
 				s->why = "dasa-worker stopped before the command finished";
+				s->give_back = 1;
+			}
 			if (s->term_at == 0 && s->why != NULL)
 			{
 				signal_command(s, SIGTERM);

@@ -409,7 +409,7 @@ dasa_client_heartbeat(dasa_client *c, int *held)
 
 /* Run a complete or fail statement: params id, version, then the rest; keeps the state. */
 static int
-settle(dasa_client *c, const char *sql, const char *id, long long version,
+settle(dasa_client *c, const char *sql, int nparams, const char *id, long long version,
 	   const char *third, const char *fourth)
 {
 	char		version_text[24];
@@ -424,7 +424,7 @@ settle(dasa_client *c, const char *sql, const char *id, long long version,
 	}
 	snprintf(version_text, sizeof(version_text), "%lld", version);
 	c->state[0] = '\0';
-	res = run(c, sql, fourth ? 4 : 3, params, &rc);
+	res = run(c, sql, nparams, params, &rc);
 	if (res == NULL)
 		return rc;
 	if (PQntuples(res) == 1)
@@ -436,7 +436,7 @@ settle(dasa_client *c, const char *sql, const char *id, long long version,
 int
 dasa_client_complete(dasa_client *c, const char *id, long long version, const char *value_json)
 {
-	return settle(c, "SELECT (dasa.complete($1, $2::bigint, $3::jsonb)).state",
+	return settle(c, "SELECT (dasa.complete($1, $2::bigint, $3::jsonb)).state", 3,
 				  id, version, value_json, NULL);
 }
 
@@ -448,21 +448,137 @@ dasa_client_complete_text(dasa_client *c, const char *id, long long version, con
 		set_error(c, NULL, "the text must not be NULL");
 		return DASA_ERR_USAGE;
 	}
-	return settle(c, "SELECT (dasa.complete($1, $2::bigint, pg_catalog.to_jsonb($3::text))).state",
+	return settle(c, "SELECT (dasa.complete($1, $2::bigint, pg_catalog.to_jsonb($3::text))).state", 3,
 				  id, version, text, NULL);
 }
 
 int
 dasa_client_fail(dasa_client *c, const char *id, long long version, const char *error_json, int retry)
 {
-	return settle(c, "SELECT (dasa.fail($1, $2::bigint, $3::jsonb, $4::boolean)).state",
+	return settle(c, "SELECT (dasa.fail($1, $2::bigint, $3::jsonb, $4::boolean)).state", 4,
 				  id, version, error_json, retry ? "true" : "false");
+}
+
+int
+dasa_client_release(dasa_client *c, const char *id, long long version)
+{
+	return settle(c, "SELECT dasa.release($1, $2::bigint)", 2, id, version, NULL, NULL);
+}
+
+int
+dasa_client_enter(dasa_client *c, const char *id, long long version)
+{
+	return settle(c, "SELECT dasa.enter_task($1, $2::bigint)", 2, id, version, NULL, NULL);
+}
+
+/* A growing NUL-terminated string. */
+typedef struct Text
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+} Text;
+
+/* Append n bytes of s to t; 0 if out of memory. */
+static int
+buf_append(Text *t, const char *s, size_t n)
+{
+	if (t->len + n + 1 > t->cap)
+	{
+		size_t		cap = t->cap ? t->cap : 64;
+		char	   *grown;
+
+		while (t->len + n + 1 > cap)
+			cap *= 2;
+		grown = realloc(t->data, cap);
+		if (grown == NULL)
+			return 0;
+		t->data = grown;
+		t->cap = cap;
+	}
+	memcpy(t->data + t->len, s, n);
+	t->len += n;
+	t->data[t->len] = '\0';
+	return 1;
+}
+
+/* Append s to the array literal in b as a quoted element (or NULL); 0 if out of memory. */
+static int
+append_element(Text *b, const char *s)
+{
+	if (b->len > 1 && !buf_append(b, ",", 1))
+		return 0;
+	if (s == NULL)
+		return buf_append(b, "NULL", 4);
+	if (!buf_append(b, "\"", 1))
+		return 0;
+	for (; *s; s++)
+		if (((*s == '"' || *s == '\\') && !buf_append(b, "\\", 1)) || !buf_append(b, s, 1))
+			return 0;
+	return buf_append(b, "\"", 1);
+}
+
+int
+dasa_client_complete_all(dasa_client *c, const dasa_task *tasks, const char *const *values_json,
+						 int n, int *completed)
+{
+	Text		ids = {0},
+				versions = {0},
+				values = {0};
+	const char *params[3];
+	PGresult   *res;
+	int			rc = DASA_ERR_NOMEM;
+	int			ok;
+	char		version_text[24];
+
+	if (completed != NULL)
+		*completed = 0;
+	if (n < 0 || n > MAX_CLAIM || (n > 0 && tasks == NULL))
+	{
+		set_error(c, NULL, "complete_all takes 0 to %d tasks", MAX_CLAIM);
+		return DASA_ERR_USAGE;
+	}
+	if (n == 0)
+		return DASA_OK;
+	ok = buf_append(&ids, "{", 1) && buf_append(&versions, "{", 1) && buf_append(&values, "{", 1);
+	for (int i = 0; ok && i < n; i++)
+	{
+		snprintf(version_text, sizeof(version_text), "%lld", tasks[i].version);
+		ok = append_element(&ids, tasks[i].id) && append_element(&versions, version_text) &&
+			append_element(&values, values_json ? values_json[i] : NULL);
+	}
+	ok = ok && buf_append(&ids, "}", 1) && buf_append(&versions, "}", 1) && buf_append(&values, "}", 1);
+	if (ok)
+	{
+		params[0] = ids.data;
+		params[1] = versions.data;
+		params[2] = values.data;
+		res = run(c, "SELECT dasa.complete_all($1::text[], $2::bigint[], $3::jsonb[])", 3, params, &rc);
+		if (res != NULL)
+		{
+			if (completed != NULL)
+				*completed = atoi(PQgetvalue(res, 0, 0));
+			PQclear(res);
+		}
+	}
+	else
+		(void) nomem(c);
+	free(ids.data);
+	free(versions.data);
+	free(values.data);
+	return rc;
 }
 
 const char *
 dasa_client_promise_state(const dasa_client *c)
 {
 	return c->state;
+}
+
+struct pg_conn *
+dasa_client_conn(const dasa_client *c)
+{
+	return c->conn;
 }
 
 int

@@ -104,6 +104,30 @@ extern int	dasa_client_complete_text(dasa_client *c, const char *id, long long v
 extern int	dasa_client_fail(dasa_client *c, const char *id, long long version,
 							 const char *error_json, int retry);
 
+/*
+ * Complete n claimed tasks in one round trip, tasks[i] with values_json[i]
+ * (values_json NULL, or an element NULL: no value). Tasks whose claim was
+ * lost are left alone; *completed (if not NULL) gets how many were
+ * completed. Meant for handlers that run many tasks at once.
+ */
+extern int	dasa_client_complete_all(dasa_client *c, const dasa_task *tasks,
+									 const char *const *values_json, int n, int *completed);
+
+/* Give the claimed task back, due again at once, without spending an attempt (shutting down). */
+extern int	dasa_client_release(dasa_client *c, const char *id, long long version);
+
+/*
+ * Work on the claimed task in this session (dasa.enter_task): what the
+ * handler invokes through this client's connection (dasa_client_conn) are
+ * the task's children, named "<id>.<n>" unless given an id, so a re-run
+ * finds the children it started; completing, failing or releasing it ends
+ * that.
+ */
+extern int	dasa_client_enter(dasa_client *c, const char *id, long long version);
+
+/* The client's libpq connection (NULL when not connected), for the handler's own SQL. */
+extern struct pg_conn *dasa_client_conn(const dasa_client *c);
+
 /* The promise's state after the last successful complete or fail ("resolved", "pending", ...). */
 extern const char *dasa_client_promise_state(const dasa_client *c);
 

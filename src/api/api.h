@@ -12,6 +12,7 @@
 
 /* validate.c: checks on user input that raise clear errors */
 extern char *dasa_check_id(FunctionCallInfo fcinfo, int argno);
+extern int64 dasa_required_version(FunctionCallInfo fcinfo, int argno);
 extern void dasa_check_id_length(int len);
 extern TimestampTz dasa_check_timeout(FunctionCallInfo fcinfo, int argno,
 									  const char *what, TimestampTz now);
@@ -38,7 +39,7 @@ extern Datum dasa_row_as_result(FunctionCallInfo fcinfo, const DasaRows *rows, u
 								MemoryContext result_cxt);
 extern Datum dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param,
 									Jsonb *tags, TimestampTz timeout_at,
-									TimestampTz created_at, Oid owner);
+									TimestampTz created_at, Oid owner, DasaContext *parent);
 
 /* await.c */
 typedef struct DasaAwaitRead

@@ -131,7 +131,7 @@ Jsonb *
 dasa_await_internal(const char *id, TimestampTz wait_deadline)
 {
 	DasaAwaitRead read;
-	DasaContext *running = dasa_context();
+	DasaContext *running = dasa_suspending_context();
 
 	/* Inside a function: never block an executor; suspend instead. */
 	if (running != NULL)
@@ -141,6 +141,8 @@ dasa_await_internal(const char *id, TimestampTz wait_deadline)
 			dasa_context_suspend(running, list_make1(pstrdup(id)), false);
 		return dasa_settled_result(id, &read.promise);
 	}
+	if (dasa_context() != NULL)
+		dasa_context_refuse_own_line(dasa_context(), list_make1(pstrdup(id)));
 
 	dasa_awaiter_register(dasa_hash_id(id, strlen(id)));
 	PG_TRY();

@@ -113,7 +113,7 @@ dasa_await_all(PG_FUNCTION_ARGS)
 {
 	List	   *ids = check_ids(fcinfo);
 	TimestampTz deadline = wait_deadline(fcinfo);
-	DasaContext *running = dasa_context();
+	DasaContext *running = dasa_suspending_context();
 	DasaAwaitRead *reads;
 	List	   *pending = NIL;
 	ListCell   *lc;
@@ -222,7 +222,7 @@ Datum
 dasa_await_any(PG_FUNCTION_ARGS)
 {
 	AnyWait		w = {.ids = check_ids(fcinfo), .deadline = wait_deadline(fcinfo)};
-	DasaContext *running = dasa_context();
+	DasaContext *running = dasa_suspending_context();
 	Jsonb	   *value;
 
 	if (running != NULL)
@@ -233,7 +233,11 @@ dasa_await_any(PG_FUNCTION_ARGS)
 			dasa_context_suspend(running, w.ids, true);
 	}
 	else
+	{
+		if (dasa_context() != NULL)
+			dasa_context_refuse_own_line(dasa_context(), w.ids);
 		wait_any_in_session(&w);
+	}
 	value = dasa_settled_result((char *) list_nth(w.ids, w.first), &w.reads[w.first].promise);
 	if (value == NULL)
 		PG_RETURN_NULL();

@@ -45,8 +45,8 @@ required_text(FunctionCallInfo fcinfo, int argno, const char *what)
 	return value;
 }
 
-static int64
-required_version(FunctionCallInfo fcinfo, int argno)
+int64
+dasa_required_version(FunctionCallInfo fcinfo, int argno)
 {
 	if (PG_ARGISNULL(argno))
 		ereport(ERROR,
@@ -202,6 +202,8 @@ dasa_complete_all(PG_FUNCTION_ARGS)
 	completed = dasa_external_complete_all(n, ids, versions, values, caller);
 	SPI_finish();
 	dasa_restore_user(&save);
+	for (int i = 0; i < n; i++)
+		(void) dasa_context_leave(ids[i]);
 	PG_RETURN_INT32(completed);
 }
 
@@ -211,7 +213,7 @@ dasa_complete(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *id = dasa_check_id(fcinfo, 0);
-	int64		version = required_version(fcinfo, 1);
+	int64		version = dasa_required_version(fcinfo, 1);
 	Jsonb	   *value = dasa_check_optional_payload(fcinfo, 2, "value");
 	Oid			caller = GetUserId();
 	DasaUserSave save;
@@ -224,6 +226,7 @@ dasa_complete(PG_FUNCTION_ARGS)
 	result = dasa_row_as_promise(fcinfo, &promise, 0, caller_cxt);
 	SPI_finish();
 	dasa_restore_user(&save);
+	(void) dasa_context_leave(id);
 	PG_RETURN_DATUM(result);
 }
 
@@ -268,7 +271,7 @@ dasa_fail(PG_FUNCTION_ARGS)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	char	   *id = dasa_check_id(fcinfo, 0);
-	int64		version = required_version(fcinfo, 1);
+	int64		version = dasa_required_version(fcinfo, 1);
 	Jsonb	   *error = dasa_check_optional_payload(fcinfo, 2, "error");
 	bool		retry = PG_ARGISNULL(3) ? true : PG_GETARG_BOOL(3);
 	Oid			caller = GetUserId();
@@ -282,5 +285,6 @@ dasa_fail(PG_FUNCTION_ARGS)
 	result = dasa_row_as_promise(fcinfo, &promise, 0, caller_cxt);
 	SPI_finish();
 	dasa_restore_user(&save);
+	(void) dasa_context_leave(id);
 	PG_RETURN_DATUM(result);
 }

@@ -50,7 +50,7 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	SPI_finish();
 	dasa_restore_user(&save);
 	if (inserted)
-		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now, caller);
+		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now, caller, parent);
 	PG_RETURN_DATUM(result);
 }
 

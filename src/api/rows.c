@@ -91,7 +91,8 @@ set_column(TupleDesc desc, Datum *values, bool *nulls, const char *name, Datum v
 /* The row a fresh create_promise just inserted, without reading it back. */
 Datum
 dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param, Jsonb *tags,
-					   TimestampTz timeout_at, TimestampTz created_at, Oid owner)
+					   TimestampTz timeout_at, TimestampTz created_at, Oid owner,
+					   DasaContext *parent)
 {
 	TupleDesc	desc = result_desc(fcinfo);
 	Datum	   *values = palloc0(desc->natts * sizeof(Datum));
@@ -108,6 +109,11 @@ dasa_new_promise_datum(FunctionCallInfo fcinfo, const char *id, Jsonb *param, Js
 	set_column(desc, values, nulls, "created_at", TimestampTzGetDatum(created_at));
 	set_column(desc, values, nulls, "awaited", BoolGetDatum(false));
 	set_column(desc, values, nulls, "owner", ObjectIdGetDatum(owner));
+	if (parent != NULL)
+	{
+		set_column(desc, values, nulls, "parent_id", CStringGetTextDatum(parent->id));
+		set_column(desc, values, nulls, "root_id", CStringGetTextDatum(parent->root_id));
+	}
 	dasa_apply_timeout_rule(desc, values, nulls, GetCurrentTimestamp());
 	return promise_datum(fcinfo, values, nulls);
 }

@@ -47,9 +47,20 @@ static DasaStatement is_ancestor = {
 
 static DasaContext *current = NULL;
 
-/* The context of the running invocation, or NULL outside one. */
+/* A client session working on an external task (dasa.enter_task): lives until it leaves. */
+static DasaContext *entered = NULL;
+static MemoryContext entered_memory = NULL;
+
+/* The context of the running invocation, or of the entered external task; NULL outside both. */
 DasaContext *
 dasa_context(void)
+{
+	return current ? current : entered;
+}
+
+/* The context of an executor's running attempt, which suspends rather than block; or NULL. */
+DasaContext *
+dasa_suspending_context(void)
 {
 	return current;
 }
@@ -71,6 +82,44 @@ void
 dasa_context_end(void)
 {
 	current = NULL;
+}
+
+/*
+ * This session works on the claimed external task from now on: what it
+ * invokes or creates are the task's children ("<task>.<n>", n counting
+ * from 1 again at each entry, so a re-run after a lost claim finds the
+ * same children), their deadlines capped at the task's. Waiting blocks as
+ * in any session.
+ */
+void
+dasa_context_enter(DasaTask *task)
+{
+	MemoryContext old;
+
+	if (entered_memory == NULL)
+		entered_memory = AllocSetContextCreate(TopMemoryContext, "dasa entered task",
+											   ALLOCSET_SMALL_SIZES);
+	entered = NULL;
+	MemoryContextReset(entered_memory);
+	old = MemoryContextSwitchTo(entered_memory);
+	entered = palloc0(sizeof(DasaContext));
+	entered->id = pstrdup(task->id);
+	entered->root_id = pstrdup(task->root_id ? task->root_id : task->id);
+	entered->deadline = task->timeout_at;
+	entered->entered = true;
+	entered->memory = entered_memory;
+	MemoryContextSwitchTo(old);
+}
+
+/* Leave the entered external task (id NULL: whichever it is); true if the session was in it. */
+bool
+dasa_context_leave(const char *id)
+{
+	if (entered == NULL || (id != NULL && strcmp(entered->id, id) != 0))
+		return false;
+	entered = NULL;
+	MemoryContextReset(entered_memory);
+	return true;
 }
 
 /* The SHA-256 of s as 64 hex digits. */
@@ -126,8 +175,14 @@ void
 dasa_context_created(DasaContext *c, const char *id, const char *function, const char *queue,
 					 Jsonb *param, Jsonb *tags, TimestampTz timeout_at, Oid owner)
 {
-	MemoryContext old = MemoryContextSwitchTo(c->memory);
-	DasaCreated *made = palloc0(sizeof(DasaCreated));
+	MemoryContext old;
+	DasaCreated *made;
+
+	/* Only a suspending attempt needs them again; an entered task's writes commit as they are. */
+	if (c->entered)
+		return;
+	old = MemoryContextSwitchTo(c->memory);
+	made = palloc0(sizeof(DasaCreated));
 
 	made->id = pstrdup(id);
 	made->function = function ? pstrdup(function) : NULL;
@@ -168,8 +223,8 @@ awaits_own_line(DasaContext *c, const char *id)
  * Awaiting itself or an ancestor (which waits for it) would wait until the
  * deadline: refuse at once, with no retry.
  */
-static void
-refuse_waiting_on_own_line(DasaContext *c, List *ids)
+void
+dasa_context_refuse_own_line(DasaContext *c, List *ids)
 {
 	DasaUserSave save;
 	ListCell   *lc;
@@ -204,7 +259,7 @@ dasa_context_suspend(DasaContext *c, List *ids, bool any)
 	MemoryContext old;
 	ListCell   *lc;
 
-	refuse_waiting_on_own_line(c, ids);
+	dasa_context_refuse_own_line(c, ids);
 	old = MemoryContextSwitchTo(c->memory);
 
 	foreach(lc, ids)

@@ -80,6 +80,7 @@ typedef struct DasaContext
 	bool		await_any;
 	bool		suspended;
 	bool		final;			/* failed in a way no retry can mend */
+	bool		entered;		/* an external task a client session entered */
 	MemoryContext memory;
 } DasaContext;
 
@@ -110,6 +111,10 @@ typedef struct DasaTask
 } DasaTask;
 
 extern DasaContext *dasa_context(void);
+extern DasaContext *dasa_suspending_context(void);
+extern void dasa_context_enter(DasaTask *task);
+extern bool dasa_context_leave(const char *id);
+extern void dasa_context_refuse_own_line(DasaContext *c, List *ids);
 extern void dasa_context_begin(DasaTask *task);
 extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
@@ -148,6 +153,7 @@ extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
+extern void dasa_task_release(DasaTask *task);
 extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
 extern void dasa_tasks_end(List *ids);
 extern void dasa_task_crashed(const char *id, bool overran);
@@ -210,6 +216,8 @@ extern DasaRows dasa_external_complete(const char *id, int64 version, Jsonb *val
 extern int	dasa_external_complete_all(int n, char **ids, int64 *versions, Jsonb **values, Oid role);
 extern DasaRows dasa_external_fail(const char *id, int64 version, ErrorData *error, bool retry,
 								   Oid role);
+extern void dasa_external_release(const char *id, int64 version, Oid role);
+extern void dasa_external_enter(const char *id, int64 version, Oid role);
 extern int	dasa_external_release_lost(TimestampTz now);
 extern void dasa_external_notify_due(TimestampTz after, TimestampTz now);
 

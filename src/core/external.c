@@ -196,6 +196,9 @@ load_claimed(const char *id, int64 version, Oid role, DasaTask *task)
 		ereport(ERROR,
 				(errcode(ERRCODE_DASA_STALE_CLAIM),
 				 errmsg("the claim on task \"%s\" with version " INT64_FORMAT " is no longer held", id, version),
+				 strcmp(task->state, "completed") == 0 ?
+				 errdetail("The task has ended (version " INT64_FORMAT "): its promise was settled, by this claim's completion, a later claim's, a cancellation or its deadline.",
+						   task->version) :
 				 errdetail("The task is %s at version " INT64_FORMAT ": its lease ran out or its worker's session ended, and it was released%s.",
 						   task->state, task->version,
 						   strcmp(task->state, "claimed") == 0 ? " and claimed again" : ""),
@@ -267,6 +270,26 @@ dasa_external_fail(const char *id, int64 version, ErrorData *error, bool retry, 
 	load_claimed(id, version, role, &task);
 	(void) dasa_task_fail(&task, error, !retry);
 	return dasa_promise_select_visible(id, task.run_as);
+}
+
+/* Give the claimed task id (version) back, due at once, without spending an attempt. */
+void
+dasa_external_release(const char *id, int64 version, Oid role)
+{
+	DasaTask	task;
+
+	load_claimed(id, version, role, &task);
+	dasa_task_release(&task);
+}
+
+/* Work on the claimed task id (version) in this session: see dasa_context_enter. */
+void
+dasa_external_enter(const char *id, int64 version, Oid role)
+{
+	DasaTask	task;
+
+	load_claimed(id, version, role, &task);
+	dasa_context_enter(&task);
 }
 
 /* Release lost claims as failed attempts; returns how many. */

@@ -308,6 +308,18 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 	return false;
 }
 
+/* Make task due again at once, its claim ended without spending an attempt. */
+void
+dasa_task_release(DasaTask *task)
+{
+	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(task->attempt),
+		TimestampTzGetDatum(GetCurrentTimestamp()), Int64GetDatum(task->version)};
+
+	(void) dasa_run(&retry_task, args, NULL, 0);
+	if (task->queue != NULL)
+		dasa_wake_at_commit_external();
+}
+
 /*
  * The attempt of task id died with its server process (crashed, killed, or
  * ended by its executor because it outlived its timeout: overran):

@@ -158,7 +158,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	}
 
 	dasa_context_begin(task);
-	out->context = dasa_context();
+	out->context = dasa_suspending_context();
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(keep);
 	PG_TRY();

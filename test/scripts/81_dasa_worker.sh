@@ -184,6 +184,19 @@ is "$(q $db "SELECT p.state || ' ' || t.worker || ' ' || t.attempt FROM dasa.pro
    "resolved cli-e 1" "it completed the running task first"
 is "$(q $db "SELECT state FROM dasa.tasks WHERE id = 'e-2'")" pending "and claimed no other"
 
+# (e2) SIGTERM with a grace shorter than the task: the task is given back, no attempt spent.
+start_worker cli-g --queue slowq --grace 0.2
+wg=$pid
+q $db "SELECT dasa.invoke('slow', '{}', 'g-1')" >/dev/null
+ok "the slow task is claimed" wait_for 10 $db "SELECT state = 'claimed' AND worker = 'cli-g' FROM dasa.tasks WHERE id = 'g-1'"
+version=$(q $db "SELECT version FROM dasa.tasks WHERE id = 'g-1'")
+kill -TERM $wg
+wait_exit $wg 10
+is "$rc" 0 "SIGTERM past the grace: dasa-worker stops the command and exits 0"
+is "$(q $db "SELECT state || ' ' || attempt || ' ' || (version > $version) || ' ' || (SELECT count(*) FROM dasa.attempts WHERE task_id = 'g-1') FROM dasa.tasks WHERE id = 'g-1'")" \
+   "pending 0 true 0" "the stopped task is released: due again, no attempt spent, no failure recorded"
+ok "... and logged as released" grep -q "task g-1: dasa-worker stopped before the command finished; released" "$w/cli-g.log"
+
 # (f) under valgrind: 20 tasks, a failure, a terminated connection, then SIGTERM.
 if [ -n "${DASA_WORKER_BIN:-}" ]; then
   _tap_result 0 "valgrind run # SKIP testing DASA_WORKER_BIN"
