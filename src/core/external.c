@@ -16,7 +16,10 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "common/md5.h"
+#include "access/transam.h"
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 
 /* Most ids one notification names (the payload stays far below its 8,000-byte limit). */
@@ -70,22 +73,24 @@ static DasaStatement count_claims = {
 };
 
 /*
- * The tasks among ids $1 still claimed at versions $2, locked, with this
- * attempt's number and the role that owns their queue. Each is probed by
- * its key: a generic plan cannot know how many ids come.
+ * Complete the tasks among ids $1 still claimed at versions $2 (at $3):
+ * which, with their place in $1 and the role that owns their queue. Each
+ * is found by a probe of its key (a generic plan cannot know how many ids
+ * come), then updated by its row's address: a task changed meanwhile (its
+ * claim lost) is left alone.
  */
-static DasaStatement lock_claims = {
+static DasaStatement complete_claims = {
 	.since = "0.5.0",
-	.sql = "SELECT c.id, c.attempts, c.version, c.owner, v.i AS i "
+	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = t.attempt + 1, completed_at = $3 "
 	"FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS v(id, version, i) "
-	"CROSS JOIN LATERAL (SELECT t.id, t.attempt + 1 AS attempts, t.version,"
-	"    coalesce((SELECT f.owner FROM dasa.functions f WHERE f.name = t.function),"
-	"             (SELECT p.owner FROM dasa.promises p WHERE p.id = t.id))::oid AS owner"
-	"  FROM dasa.tasks t WHERE t.id = v.id AND t.version = v.version AND t.state = 'claimed'"
-	"  FOR UPDATE OF t) c "
-	"ORDER BY v.i",
-	.args = {TEXTARRAYOID, INT8ARRAYOID},
-	.columns = {"id", "attempts", "version", "owner", "i"},
+	"CROSS JOIN LATERAL (SELECT x.ctid AS row, x.version, x.state FROM dasa.tasks x"
+	"  WHERE x.id = v.id OFFSET 0) found "
+	"WHERE t.ctid = found.row AND found.version = v.version AND found.state = 'claimed' "
+	"RETURNING t.id, v.i AS i,"
+	"  coalesce((SELECT f.owner FROM dasa.functions f WHERE f.name = t.function),"
+	"           (SELECT p.owner FROM dasa.promises p WHERE p.id = t.id))::oid AS owner",
+	.args = {TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID},
+	.columns = {"id", "i", "owner"},
 };
 
 /* Claims lost at $1: the lease ran out, or the worker's session has ended. */
@@ -126,6 +131,41 @@ dasa_queue_channel(const char *queue)
 }
 
 /*
+ * The worker this session last recorded for a claim, and the transaction
+ * that did: while that committed, claims under the same name, role and
+ * binding have nothing to write. (A worker name is one worker's: another
+ * session claiming under it would be bound in its place.)
+ */
+static struct
+{
+	char	   *worker;
+	Oid			role;
+	bool		bind;
+	TransactionId xid;
+}			last_seen;
+
+static bool
+seen_already(const char *worker, Oid role, bool bind)
+{
+	TransactionId xid = last_seen.xid;
+
+	return last_seen.worker != NULL && strcmp(last_seen.worker, worker) == 0 &&
+		last_seen.role == role && last_seen.bind == bind && TransactionIdIsValid(xid) &&
+		(TransactionIdIsCurrentTransactionId(xid) || TransactionIdDidCommit(xid));
+}
+
+static void
+remember_seen(const char *worker, Oid role, bool bind)
+{
+	if (last_seen.worker != NULL)
+		pfree(last_seen.worker);
+	last_seen.worker = MemoryContextStrdup(TopMemoryContext, worker);
+	last_seen.role = role;
+	last_seen.bind = bind;
+	last_seen.xid = GetTopTransactionIdIfAny();
+}
+
+/*
  * Record worker as seen now on this session (bind: its claims end with this
  * session; else only the lease counts, and a heartbeat keeps it so); error
  * if another role's worker has that name.
@@ -159,7 +199,11 @@ dasa_external_claim(const char *queue, const char *worker, int max, Interval *le
 		Int32GetDatum(max), CStringGetTextDatum(worker), IntervalPGetDatum(lease)};
 
 	dasa_registry_check_queue(queue, "", role);
-	see(worker, role, now, bind_session, false);
+	if (!seen_already(worker, role, bind_session))
+	{
+		see(worker, role, now, bind_session, false);
+		remember_seen(worker, role, bind_session);
+	}
 	return dasa_run(&claim_external, args, NULL, 0);
 }
 
@@ -223,41 +267,37 @@ dasa_external_complete(const char *id, int64 version, Jsonb *value, Oid role)
 /*
  * Complete the claimed tasks ids[i] (versions[i]) with values[i] (values
  * NULL: SQL NULL); those no longer held at that version are left alone.
- * Error unless role may work every one's queue. Returns how many completed.
+ * Error unless role may work every one's queue (raised after the writes:
+ * the error takes them back). Returns how many completed.
  */
 int
 dasa_external_complete_all(int n, char **ids, int64 *versions, Jsonb **values, Oid role)
 {
-	Datum		args[2] = {dasa_text_array(ids, n), dasa_int8_array(versions, n)};
-	DasaRows	held = dasa_run(&lock_claims, args, NULL, 0);
-	int			k = (int) held.n;
-	char	  **held_ids = palloc(sizeof(char *) * Max(k, 1));
-	Jsonb	  **held_values = palloc0(sizeof(Jsonb *) * Max(k, 1));
-	int		   *attempts = palloc(sizeof(int) * Max(k, 1));
-	int64	   *held_versions = palloc(sizeof(int64) * Max(k, 1));
+	Datum		args[3] = {dasa_text_array(ids, n), dasa_int8_array(versions, n),
+		TimestampTzGetDatum(GetCurrentTimestamp())};
+	DasaRows	done = dasa_run(&complete_claims, args, NULL, 0);
+	int			k = (int) done.n;
+	char	  **done_ids = palloc(sizeof(char *) * Max(k, 1));
+	Jsonb	  **done_values = palloc0(sizeof(Jsonb *) * Max(k, 1));
 	Oid			allowed = InvalidOid;
 
 	for (int j = 0; j < k; j++)
 	{
 		bool		isnull;
-		Oid			owner = DatumGetObjectId(dasa_get(&held, j, "owner", &isnull));
+		Oid			owner = DatumGetObjectId(dasa_get(&done, j, "owner", &isnull));
 
 		if (owner != allowed && !dasa_may_access(role, owner))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied for the task \"%s\"", dasa_get_text(&held, j, "id")),
+					 errmsg("permission denied for the task \"%s\"", dasa_get_text(&done, j, "id")),
 					 errhint("Working a queue needs the role that registered its functions, or membership in it.")));
 		allowed = owner;
-		held_ids[j] = dasa_get_text(&held, j, "id");
-		attempts[j] = dasa_get_int32(&held, j, "attempts");
-		held_versions[j] = dasa_get_int64(&held, j, "version");
+		done_ids[j] = dasa_get_text(&done, j, "id");
 		if (values != NULL)
-			held_values[j] = values[dasa_get_int64(&held, j, "i") - 1];
+			done_values[j] = values[dasa_get_int64(&done, j, "i") - 1];
 	}
-	if (k == 0)
-		return 0;
-	(void) dasa_settle(k, held_ids, "resolved", held_values, true);
-	dasa_tasks_complete(k, held_ids, attempts, held_versions);
+	if (k > 0)
+		(void) dasa_settle(k, done_ids, "resolved", done_values, true);
 	return k;
 }
 

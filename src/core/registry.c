@@ -12,7 +12,12 @@
 
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "utils/acl.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 
 #define FUNCTION_COLUMNS \
@@ -95,17 +100,107 @@ dasa_registry_lookup(const char *name, DasaLookup *out)
 	return true;
 }
 
+/*
+ * The owners of each queue's functions, as this backend last read them
+ * (for claims, which ask on every call). Any relcache invalidation forgets
+ * them: a registration change sends one for dasa.functions at commit.
+ */
+typedef struct QueueOwners
+{
+	char	   *queue;
+	int			n;
+	Oid		   *owners;
+} QueueOwners;
+
+static List *remembered_queues = NIL;
+static bool forget_registered = false;
+
+static void
+forget_queue_owners(Datum arg, Oid relid)
+{
+	ListCell   *lc;
+
+	foreach(lc, remembered_queues)
+	{
+		QueueOwners *q = lfirst(lc);
+
+		pfree(q->queue);
+		pfree(q->owners);
+		pfree(q);
+	}
+	list_free(remembered_queues);
+	remembered_queues = NIL;
+}
+
+/* Tell every backend, at commit, that the registrations changed. */
+static void
+registrations_changed(void)
+{
+	CacheInvalidateRelcacheByRelid(get_relname_relid("functions", get_namespace_oid("dasa", false)));
+}
+
+/* The owners of queue's functions other than except_function (""): rows of "owner". */
+static QueueOwners *
+read_queue_owners(const char *queue, const char *except_function)
+{
+	Datum		args[2] = {CStringGetTextDatum(queue), CStringGetTextDatum(except_function)};
+	DasaRows	rows = dasa_run(&queue_owners, args, NULL, 0);
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	QueueOwners *q = palloc(sizeof(QueueOwners));
+
+	q->queue = pstrdup(queue);
+	q->n = (int) rows.n;
+	q->owners = palloc(sizeof(Oid) * Max(q->n, 1));
+	MemoryContextSwitchTo(old);
+	for (int i = 0; i < q->n; i++)
+	{
+		bool		isnull;
+
+		q->owners[i] = DatumGetObjectId(dasa_get(&rows, i, "owner", &isnull));
+	}
+	return q;
+}
+
+/* The owners of queue's functions, remembered across calls. */
+static QueueOwners *
+queue_owners_of(const char *queue)
+{
+	ListCell   *lc;
+	QueueOwners *q;
+
+	if (!forget_registered)
+	{
+		CacheRegisterRelcacheCallback(forget_queue_owners, (Datum) 0);
+		forget_registered = true;
+	}
+	foreach(lc, remembered_queues)
+	{
+		q = lfirst(lc);
+		if (strcmp(q->queue, queue) == 0)
+			return q;
+	}
+	q = read_queue_owners(queue, "");
+	/* A transaction that changed registrations has not told the others yet: keep nothing. */
+	if (GetTopTransactionIdIfAny() == InvalidTransactionId)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		remembered_queues = lappend(remembered_queues, q);
+		MemoryContextSwitchTo(old);
+	}
+	return q;
+}
+
 /* Error unless role may work queue (every owner of a function on it is role, or role is a member). */
 void
 dasa_registry_check_queue(const char *queue, const char *except_function, Oid role)
 {
-	Datum		args[2] = {CStringGetTextDatum(queue), CStringGetTextDatum(except_function)};
-	DasaRows	rows = dasa_run(&queue_owners, args, NULL, 0);
+	QueueOwners *q = except_function[0] == '\0' ? queue_owners_of(queue) :
+		read_queue_owners(queue, except_function);
 
-	for (uint64 i = 0; i < rows.n; i++)
+	for (int i = 0; i < q->n; i++)
 	{
-		bool		isnull;
-		Oid			owner = DatumGetObjectId(dasa_get(&rows, i, "owner", &isnull));
+		Oid			owner = q->owners[i];
 
 		if (!dasa_may_access(role, owner))
 			ereport(ERROR,
@@ -149,6 +244,7 @@ dasa_registry_upsert(const DasaRegistration *r)
 	r->queue ? CStringGetTextDatum(r->queue) : (Datum) 0};
 	char		nulls[9] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n'};
 
+	registrations_changed();
 	return dasa_run(&upsert_function, args, nulls, 1);
 }
 
@@ -158,5 +254,6 @@ dasa_registry_delete(const char *name)
 {
 	Datum		args[1] = {CStringGetTextDatum(name)};
 
+	registrations_changed();
 	return dasa_run(&delete_function, args, NULL, 0).n > 0;
 }

@@ -41,9 +41,13 @@ exec 8>"$fifo"
 echo "LISTEN $channel;" >&8
 sleep 0.3
 q $db "SELECT dasa.invoke('mail', '{\"to\": \"ann\"}', 'm-1')" >/dev/null
-sleep 0.5
-echo "SELECT 1;" >&8
-sleep 0.3
+# (psql prints a notification when it next runs a statement; the database's
+# dasa worker may still be starting, so give it time)
+for _ in $(seq 1 50); do
+  echo "SELECT 1;" >&8
+  sleep 0.2
+  grep -q "Asynchronous notification" "$DASA_WORK/ext-listen.out" && break
+done
 exec 8>&-; wait $listener 2>/dev/null; rm -f "$fifo"
 ok "a LISTENer of the queue's channel is notified, with the id as payload" \
    grep -q "Asynchronous notification \"$channel\" with payload \"m-1\"" "$DASA_WORK/ext-listen.out"
