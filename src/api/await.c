@@ -29,6 +29,12 @@ PG_FUNCTION_INFO_V1(dasa_await);
 void
 dasa_await_read(const char *id, DasaAwaitRead *read, MemoryContext caller_cxt)
 {
+	DasaContext *running = dasa_suspending_context();
+
+	/* A replay knows its settled children, and an attempt the children it made. */
+	read->created_here = false;
+	if (running != NULL && dasa_recorded_read(running, id, GetUserId(), &read->promise))
+		return;
 	if (!dasa_promise_read(id, GetUserId(), &read->promise, &read->created_here, caller_cxt))
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),

@@ -20,7 +20,7 @@
 PG_FUNCTION_INFO_V1(dasa_await_all);
 PG_FUNCTION_INFO_V1(dasa_await_any);
 
-#define MAX_AWAITED 10000
+#define MAX_AWAITED 1000000
 
 /* The ids argument: a non-empty array without NULLs, each a valid id. */
 static List *

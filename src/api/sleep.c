@@ -33,6 +33,7 @@ dasa_sleep(PG_FUNCTION_ARGS)
 	Jsonb	   *tags = timer_tags();
 	Oid			caller = GetUserId();
 	DasaUserSave save;
+	const DasaRecorded *recorded;
 
 	if (running == NULL)
 		ereport(ERROR,
@@ -45,11 +46,18 @@ dasa_sleep(PG_FUNCTION_ARGS)
 	id = dasa_context_child_id(running);
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (!dasa_promise_insert(id, NULL, tags, wake_at, now, running, caller))
+	recorded = dasa_recorded_child(running, id);
+	if (recorded != NULL)
+	{
+		dasa_check_replay_of(running, id, recorded->function, NULL);
+		dasa_context_found(running, id, NULL, recorded);
+	}
+	else if (!dasa_promise_insert(id, NULL, tags, wake_at, now, running, caller))
 		dasa_check_replay(running, id, NULL);
 	SPI_finish();
 	dasa_restore_user(&save);
-	dasa_context_created(running, id, NULL, NULL, NULL, tags, wake_at, caller);
+	if (recorded == NULL)
+		dasa_context_created(running, id, NULL, NULL, NULL, tags, wake_at, caller);
 	(void) dasa_await_internal(id, 0);
 	PG_RETURN_VOID();
 }

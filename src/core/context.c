@@ -193,6 +193,32 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, const
 	made->owner = owner;
 	c->created = lappend(c->created, made);
 	MemoryContextSwitchTo(old);
+	if (function != NULL)
+		dasa_recorded_fresh(c, made);
+}
+
+/*
+ * Remember a child an earlier attempt recorded, found again by this one:
+ * nothing to write for it, and nothing to wait for if it had settled.
+ */
+void
+dasa_context_found(DasaContext *c, const char *id, const char *function,
+				   const DasaRecorded *recorded)
+{
+	MemoryContext old;
+	DasaCreated *made;
+
+	if (c->entered)
+		return;
+	old = MemoryContextSwitchTo(c->memory);
+	made = palloc0(sizeof(DasaCreated));
+	made->id = pstrdup(id);
+	made->function = function ? pstrdup(function) : NULL;
+	made->owner = recorded->owner;
+	made->recorded = true;
+	made->settled = recorded->settled;
+	c->created = lappend(c->created, made);
+	MemoryContextSwitchTo(old);
 }
 
 /* Is id the running invocation or one of its ancestors? (Connected to SPI as the owner.) */

@@ -67,7 +67,19 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	Jsonb	   *tags;
 	TimestampTz timeout_at;
 	Oid			owner;			/* the role that created it */
+	bool		recorded;		/* an earlier attempt's, found again: already written */
+	bool		settled;		/* (recorded) settled when this attempt began */
 } DasaCreated;
+
+/* recorded.c: a child an earlier attempt of the running invocation recorded */
+typedef struct DasaRecorded
+{
+	char	   *function;		/* NULL: a plain promise or timer */
+	Oid			owner;
+	bool		settled;		/* when this attempt read it (or past its deadline) */
+	bool		final;			/* settled in its row: promise holds it */
+	DasaPromiseRead promise;
+} DasaRecorded;
 
 typedef struct DasaContext
 {
@@ -81,6 +93,8 @@ typedef struct DasaContext
 	bool		suspended;
 	bool		final;			/* failed in a way no retry can mend */
 	bool		entered;		/* an external task a client session entered */
+	struct HTAB *recorded;		/* DasaRecorded by id, read when first needed */
+	struct HTAB *fresh;			/* DasaCreated by id: what this attempt created */
 	MemoryContext memory;
 } DasaContext;
 
@@ -123,6 +137,21 @@ extern void dasa_context_created(DasaContext *c, const char *id, const char *fun
 								 const char *queue, Jsonb *param, Jsonb *tags,
 								 TimestampTz timeout_at, Oid owner);
 extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
+extern void dasa_context_found(DasaContext *c, const char *id, const char *function,
+							   const DasaRecorded *recorded);
+
+/* idset.c: sets and tables of ids */
+extern uint32 dasa_id_hash(const void *key, Size keysize);
+extern int	dasa_id_match(const void *a, const void *b, Size keysize);
+extern struct HTAB *dasa_id_table(const char *name, long size, Size entrysize);
+extern bool dasa_idset_add(struct HTAB *set, const char *id);
+extern bool dasa_idset_contains(struct HTAB *set, const char *id);
+
+/* recorded.c */
+extern const DasaRecorded *dasa_recorded_child(DasaContext *c, const char *id);
+extern void dasa_recorded_fresh(DasaContext *c, DasaCreated *made);
+extern void dasa_recorded_settled(DasaContext *c, const char *id);
+extern bool dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out);
 
 /* promises.c */
 extern void dasa_check_payload(Jsonb *value, const char *what);
@@ -147,8 +176,6 @@ extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *va
 extern bool dasa_settle_if_expired(const char *id);
 
 /* tasks.c: the task lifecycle */
-extern void dasa_task_enqueue(const char *id, const char *function, const char *queue,
-							  TimestampTz run_at);
 extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
@@ -175,9 +202,11 @@ extern void dasa_listeners_fire(List *ids);
 /* invocations.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 								  Interval *timeout, Oid caller);
+extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded,
+								 const char *function);
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
 extern void dasa_check_may_call(Oid proc, Oid role, const char *name);
-extern void dasa_persist_created(DasaContext *c);
+extern struct HTAB *dasa_persist_created(DasaContext *c, struct HTAB *waited_on);
 
 /* registry.c: dasa.functions */
 typedef struct DasaRegistration

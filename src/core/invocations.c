@@ -14,6 +14,7 @@
 #include "utils/acl.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/regproc.h"
@@ -64,14 +65,38 @@ no_tags(void)
 	return empty;
 }
 
-/* Write the invocation's promise and task unless the id exists; true if written. */
+/* An invocation's promise ($1..$8) and its task ($9 function, $10 queue), unless the id exists. */
+static DasaStatement insert_invocation = {
+	.since = "0.5.0",
+	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id) "
+	"INSERT INTO dasa.tasks (id, function, run_at, queue) SELECT id, $9, $5, $10 FROM p RETURNING id",
+	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
+	TEXTOID, TEXTOID},
+	.columns = {"id"},
+};
+
+/* Write the invocation's promise and task unless the id exists (one statement); true if written. */
 static bool
 create_invocation(const char *id, const char *name, const char *queue, Jsonb *args,
 				  TimestampTz timeout_at, TimestampTz now, DasaContext *parent, Oid owner)
 {
-	if (!dasa_promise_insert(id, args, no_tags(), timeout_at, now, parent, owner))
+	Datum		values[10] = {CStringGetTextDatum(id), PointerGetDatum(args),
+		PointerGetDatum(no_tags()), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
+		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
+		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
+		ObjectIdGetDatum(owner), CStringGetTextDatum(name),
+	queue ? CStringGetTextDatum(queue) : (Datum) 0};
+	char		nulls[10] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
+	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n'};
+
+	if (dasa_run(&insert_invocation, values, nulls, 0).n == 0)
 		return false;
-	dasa_task_enqueue(id, name, queue, now);
+	dasa_wake_at_commit_deadline(timeout_at);
+	if (queue)
+		dasa_wake_at_commit_external();
+	else
+		dasa_wake_at_commit_task();
 	return true;
 }
 
@@ -110,8 +135,14 @@ dasa_check_replay(DasaContext *c, const char *id, const char *function)
 {
 	Datum		args[1] = {CStringGetTextDatum(id)};
 	DasaRows	rows = dasa_run(&task_function, args, NULL, 1);
-	char	   *recorded = rows.n == 1 ? dasa_get_text(&rows, 0, "function") : NULL;
 
+	dasa_check_replay_of(c, id, rows.n == 1 ? dasa_get_text(&rows, 0, "function") : NULL, function);
+}
+
+/* As dasa_check_replay, knowing what was recorded there (NULL: a plain promise or timer). */
+void
+dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded, const char *function)
+{
 	if (recorded == NULL ? function == NULL : (function != NULL && strcmp(recorded, function) == 0))
 		return;
 	c->final = true;
@@ -175,6 +206,24 @@ check_existing(const char *id, const char *name, Oid caller, DasaContext *parent
 }
 
 /*
+ * A replay naming the child id that an earlier attempt recorded: true if
+ * so, after checking it is the same kind of child (and the caller's).
+ */
+static bool
+find_recorded(DasaContext *parent, const char *id, const char *name, Oid caller)
+{
+	const DasaRecorded *recorded = dasa_recorded_child(parent, id);
+
+	if (recorded == NULL)
+		return false;
+	if (recorded->owner != caller)
+		dasa_raise_id_conflict(id, "A promise with this id exists and belongs to another role.");
+	dasa_check_replay_of(parent, id, recorded->function, name);
+	dasa_context_found(parent, id, name, recorded);
+	return true;
+}
+
+/*
  * Create the invocation of name with args (id NULL: a fresh one; timeout
  * NULL: the function's), owned by caller and run as caller. Returns its id.
  * The caller's own invocation of name with that id starts nothing new; any
@@ -206,6 +255,12 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 		check_may_invoke_external(&fn, caller, name);
 	else
 		dasa_check_may_call(fn.proc, caller, name);
+	if (parent != NULL && named_here && find_recorded(parent, id, name, caller))
+	{
+		SPI_finish();
+		dasa_restore_user(&save);
+		return (char *) id;
+	}
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
@@ -221,25 +276,107 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 }
 
 /*
- * Write again, in the executor's own transaction, what a suspending attempt
- * created: its rollback took the rows away, but the children must go on.
- * Existing ids are left as they are.
+ * Write the promises $1.. (children of $10 under root $11, created at $9)
+ * unless their ids exist, and the tasks of those that are invocations
+ * ($7 function, $8 queue): which ids were written.
  */
-void
-dasa_persist_created(DasaContext *c)
+static DasaStatement insert_children = {
+	.since = "0.5.0",
+	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
+	"    $5::oid[], $6::boolean[], $7::text[], $8::text[])"
+	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue)),"
+	" p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
+	"    SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited FROM v"
+	"    ON CONFLICT (id) DO NOTHING RETURNING id),"
+	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue)"
+	"    SELECT v.id, v.function, $9, v.queue FROM v JOIN p ON p.id = v.id WHERE v.function IS NOT NULL) "
+	"SELECT id FROM p",
+	.args = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, OIDARRAYOID,
+	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID},
+	.columns = {"id"},
+};
+
+/* Wake-ups at commit for the children made: timers for their deadlines, executors and workers for their tasks. */
+static void
+wake_for(DasaContext *c, HTAB *written)
 {
-	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz first_deadline = DT_NOEND;
+	bool		in_database = false,
+				external = false;
 	ListCell   *lc;
 
 	foreach(lc, c->created)
 	{
 		DasaCreated *made = lfirst(lc);
 
-		if (made->function != NULL)
-			(void) create_invocation(made->id, made->function, made->queue, made->param,
-									 made->timeout_at, now, c, made->owner);
-		else
-			(void) dasa_promise_insert(made->id, made->param, made->tags,
-									   made->timeout_at, now, c, made->owner);
+		if (made->recorded || !dasa_idset_contains(written, made->id))
+			continue;
+		first_deadline = Min(first_deadline, made->timeout_at);
+		in_database |= (made->function != NULL && made->queue == NULL);
+		external |= (made->queue != NULL);
 	}
+	if (first_deadline != DT_NOEND)
+		dasa_wake_at_commit_deadline(first_deadline);
+	if (in_database)
+		dasa_wake_at_commit_task();
+	if (external)
+		dasa_wake_at_commit_external();
+}
+
+/*
+ * Write again, in the executor's own transaction, what a suspending attempt
+ * created (children an earlier attempt recorded are there already): its
+ * rollback took the rows away, but the children must go on. One statement
+ * for all of them. Those in waited_on (an id set) are written already
+ * marked awaited. Existing ids are left as they are. Returns the set of
+ * ids written.
+ */
+HTAB *
+dasa_persist_created(DasaContext *c, HTAB *waited_on)
+{
+	int			n = 0,
+				max = Max(list_length(c->created), 1);
+	char	  **ids = palloc(sizeof(char *) * max);
+	Jsonb	  **params = palloc(sizeof(Jsonb *) * max);
+	Jsonb	  **tags = palloc(sizeof(Jsonb *) * max);
+	TimestampTz *deadlines = palloc(sizeof(TimestampTz) * max);
+	Oid		   *owners = palloc(sizeof(Oid) * max);
+	bool	   *awaited = palloc(sizeof(bool) * max);
+	char	  **functions = palloc(sizeof(char *) * max);
+	char	  **queues = palloc(sizeof(char *) * max);
+	HTAB	   *written = dasa_id_table("dasa children written", max, sizeof(char *));
+	ListCell   *lc;
+	DasaRows	rows;
+
+	foreach(lc, c->created)
+	{
+		DasaCreated *made = lfirst(lc);
+
+		if (made->recorded)
+			continue;
+		ids[n] = made->id;
+		params[n] = made->param;
+		tags[n] = made->tags;
+		deadlines[n] = made->timeout_at;
+		owners[n] = made->owner;
+		awaited[n] = dasa_idset_contains(waited_on, made->id);
+		functions[n] = made->function;
+		queues[n] = made->queue;
+		n++;
+	}
+	if (n == 0)
+		return written;
+	{
+		Datum		args[11] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
+			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
+			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
+			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(GetCurrentTimestamp()),
+		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id)};
+
+		rows = dasa_run(&insert_children, args, NULL, 0);
+	}
+	for (uint64 i = 0; i < rows.n; i++)
+		(void) dasa_idset_add(written, dasa_get_text(&rows, i, "id"));
+	wake_for(c, written);
+	return written;
 }

@@ -68,6 +68,96 @@ static DasaStatement queue_owners = {
 };
 
 /*
+ * What this backend last read of each registration and of each queue's
+ * owners: invoking and claiming ask on every call. Any relcache
+ * invalidation forgets all of it: a registration change sends one for
+ * dasa.functions, which other backends take in before their next
+ * statement, and this one at its next command or if it rolls back.
+ */
+typedef struct Registration
+{
+	char	   *name;			/* the key */
+	bool		exists;
+	char	   *signature;		/* in-database: the procedure's signature */
+	char	   *queue;			/* external: the queue */
+	Oid			owner;
+	Interval	timeout;
+} Registration;
+
+typedef struct QueueOwners
+{
+	char	   *queue;			/* the key */
+	int			n;
+	Oid		   *owners;
+} QueueOwners;
+
+static MemoryContext memo_cxt = NULL;
+static HTAB *registrations = NULL;
+static HTAB *queues = NULL;
+
+static void
+forget_registrations(Datum arg, Oid relid)
+{
+	registrations = NULL;
+	queues = NULL;
+	if (memo_cxt != NULL)
+		MemoryContextReset(memo_cxt);
+}
+
+/* The memo's tables, made on first use. */
+static void
+memo_ready(void)
+{
+	MemoryContext old;
+
+	if (memo_cxt == NULL)
+	{
+		memo_cxt = AllocSetContextCreate(TopMemoryContext, "dasa registrations", ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(forget_registrations, (Datum) 0);
+	}
+	if (registrations != NULL)
+		return;
+	old = MemoryContextSwitchTo(memo_cxt);
+	registrations = dasa_id_table("dasa registrations", 64, sizeof(Registration));
+	queues = dasa_id_table("dasa queue owners", 16, sizeof(QueueOwners));
+	MemoryContextSwitchTo(old);
+}
+
+/* The registration of name as stored, remembered; NULL if there is none. Connected to SPI. */
+static const Registration *
+registration_of(const char *name)
+{
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	Registration *r;
+	DasaRows	rows;
+	MemoryContext old;
+	bool		found,
+				isnull;
+
+	memo_ready();
+	r = hash_search(registrations, &name, HASH_FIND, NULL);
+	if (r != NULL)
+		return r->exists ? r : NULL;
+	rows = dasa_run(&lookup_function, args, NULL, 1);
+	if (registrations == NULL)
+		memo_ready();			/* (reading may have taken in an invalidation) */
+	old = MemoryContextSwitchTo(memo_cxt);
+	r = hash_search(registrations, &name, HASH_ENTER, &found);
+	r->name = pstrdup(name);
+	r->exists = rows.n == 1;
+	if (r->exists)
+	{
+		r->owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
+		r->timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
+		(void) dasa_get(&rows, 0, "queue", &isnull);
+		r->queue = isnull ? NULL : pstrdup(dasa_get_text(&rows, 0, "queue"));
+		r->signature = r->queue ? NULL : pstrdup(dasa_get_text(&rows, 0, "proc"));
+	}
+	MemoryContextSwitchTo(old);
+	return r->exists ? r : NULL;
+}
+
+/*
  * What invoking name needs: its procedure (in-database) or queue
  * (external), owner and default timeout; false if not registered. Error if
  * its procedure no longer exists.
@@ -75,21 +165,19 @@ static DasaStatement queue_owners = {
 bool
 dasa_registry_lookup(const char *name, DasaLookup *out)
 {
-	Datum		args[1] = {CStringGetTextDatum(name)};
-	DasaRows	rows = dasa_run(&lookup_function, args, NULL, 1);
-	bool		isnull;
+	const Registration *r = registration_of(name);
 	char	   *signature;
 
-	if (rows.n == 0)
+	if (r == NULL)
 		return false;
-	out->owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
-	out->timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
-	(void) dasa_get(&rows, 0, "queue", &isnull);
-	out->queue = isnull ? NULL : dasa_get_text(&rows, 0, "queue");
+	/* (copies: the memo may be forgotten at any catalog read) */
+	out->owner = r->owner;
+	out->timeout = r->timeout;
+	out->queue = r->queue ? pstrdup(r->queue) : NULL;
 	out->proc = InvalidOid;
 	if (out->queue != NULL)
 		return true;
-	signature = dasa_get_text(&rows, 0, "proc");
+	signature = pstrdup(r->signature);
 	out->proc = dasa_procedure_resolve(signature);
 	if (!OidIsValid(out->proc))
 		ereport(ERROR,
@@ -100,38 +188,6 @@ dasa_registry_lookup(const char *name, DasaLookup *out)
 	return true;
 }
 
-/*
- * The owners of each queue's functions, as this backend last read them
- * (for claims, which ask on every call). Any relcache invalidation forgets
- * them: a registration change sends one for dasa.functions at commit.
- */
-typedef struct QueueOwners
-{
-	char	   *queue;
-	int			n;
-	Oid		   *owners;
-} QueueOwners;
-
-static List *remembered_queues = NIL;
-static bool forget_registered = false;
-
-static void
-forget_queue_owners(Datum arg, Oid relid)
-{
-	ListCell   *lc;
-
-	foreach(lc, remembered_queues)
-	{
-		QueueOwners *q = lfirst(lc);
-
-		pfree(q->queue);
-		pfree(q->owners);
-		pfree(q);
-	}
-	list_free(remembered_queues);
-	remembered_queues = NIL;
-}
-
 /* Tell every backend, at commit, that the registrations changed. */
 static void
 registrations_changed(void)
@@ -139,19 +195,17 @@ registrations_changed(void)
 	CacheInvalidateRelcacheByRelid(get_relname_relid("functions", get_namespace_oid("dasa", false)));
 }
 
-/* The owners of queue's functions other than except_function (""): rows of "owner". */
+/* The owners of queue's functions other than except_function (""). */
 static QueueOwners *
 read_queue_owners(const char *queue, const char *except_function)
 {
 	Datum		args[2] = {CStringGetTextDatum(queue), CStringGetTextDatum(except_function)};
 	DasaRows	rows = dasa_run(&queue_owners, args, NULL, 0);
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	QueueOwners *q = palloc(sizeof(QueueOwners));
 
 	q->queue = pstrdup(queue);
 	q->n = (int) rows.n;
 	q->owners = palloc(sizeof(Oid) * Max(q->n, 1));
-	MemoryContextSwitchTo(old);
 	for (int i = 0; i < q->n; i++)
 	{
 		bool		isnull;
@@ -161,33 +215,28 @@ read_queue_owners(const char *queue, const char *except_function)
 	return q;
 }
 
-/* The owners of queue's functions, remembered across calls. */
+/* The owners of queue's functions, remembered. */
 static QueueOwners *
 queue_owners_of(const char *queue)
 {
-	ListCell   *lc;
 	QueueOwners *q;
+	QueueOwners *read;
+	MemoryContext old;
 
-	if (!forget_registered)
-	{
-		CacheRegisterRelcacheCallback(forget_queue_owners, (Datum) 0);
-		forget_registered = true;
-	}
-	foreach(lc, remembered_queues)
-	{
-		q = lfirst(lc);
-		if (strcmp(q->queue, queue) == 0)
-			return q;
-	}
-	q = read_queue_owners(queue, "");
-	/* A transaction that changed registrations has not told the others yet: keep nothing. */
-	if (GetTopTransactionIdIfAny() == InvalidTransactionId)
-	{
-		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-
-		remembered_queues = lappend(remembered_queues, q);
-		MemoryContextSwitchTo(old);
-	}
+	memo_ready();
+	q = hash_search(queues, &queue, HASH_FIND, NULL);
+	if (q != NULL)
+		return q;
+	read = read_queue_owners(queue, "");
+	if (queues == NULL)
+		memo_ready();
+	old = MemoryContextSwitchTo(memo_cxt);
+	q = hash_search(queues, &queue, HASH_ENTER, NULL);
+	q->queue = pstrdup(queue);
+	q->n = read->n;
+	q->owners = palloc(sizeof(Oid) * Max(q->n, 1));
+	memcpy(q->owners, read->owners, sizeof(Oid) * q->n);
+	MemoryContextSwitchTo(old);
 	return q;
 }
 
@@ -197,10 +246,14 @@ dasa_registry_check_queue(const char *queue, const char *except_function, Oid ro
 {
 	QueueOwners *q = except_function[0] == '\0' ? queue_owners_of(queue) :
 		read_queue_owners(queue, except_function);
+	int			n = q->n;
+	Oid		   *owners = palloc(sizeof(Oid) * Max(n, 1));
 
-	for (int i = 0; i < q->n; i++)
+	/* (a copy: checking roles may read catalogs, and the memo may be forgotten then) */
+	memcpy(owners, q->owners, sizeof(Oid) * n);
+	for (int i = 0; i < n; i++)
 	{
-		Oid			owner = q->owners[i];
+		Oid			owner = owners[i];
 
 		if (!dasa_may_access(role, owner))
 			ereport(ERROR,

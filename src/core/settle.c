@@ -164,6 +164,9 @@ settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline
 	Aftermath	after = {NIL, NIL};
 	DasaRows	settled = settle_rows(n, ids, state, values, deadline_applies, now, owner);
 
+	if (dasa_suspending_context() != NULL)
+		for (uint64 i = 0; i < settled.n; i++)
+			dasa_recorded_settled(dasa_suspending_context(), dasa_get_text(&settled, i, "id"));
 	note_rows(&after, &settled);
 	if (after.ended != NIL)
 	{

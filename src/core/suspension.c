@@ -14,6 +14,7 @@
 
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 
 /* Mark the promises $1 awaited (locking their rows); which are pending before their deadline. */
 static DasaStatement mark_awaited = {
@@ -62,18 +63,6 @@ static DasaStatement forget_callbacks = {
 	.args = {TEXTARRAYOID},
 };
 
-/* ids as a list without repeats (they are C strings, not nodes). */
-static List *
-append_unique(List *ids, char *id)
-{
-	ListCell   *lc;
-
-	foreach(lc, ids)
-		if (strcmp((char *) lfirst(lc), id) == 0)
-			return ids;
-	return lappend(ids, id);
-}
-
 /*
  * Promises in ids were settled in this transaction and were awaited: make
  * the tasks waiting on them due once they have what they need.
@@ -96,24 +85,32 @@ dasa_callbacks_fire(List *ids)
 	dasa_wake_at_commit_task();
 }
 
-/* What an attempt suspended on: the awaited promises, plus (unless it awaits any)
- * the pending invocations it started, so a fan-out resumes once, not per child. */
+/*
+ * What an attempt suspended on, without repeats: the awaited promises,
+ * plus (unless it awaits any) the pending invocations it started, so a
+ * fan-out resumes once, not per child. Children an earlier attempt
+ * recorded as settled need no waiting. *set gets the ids as a set.
+ */
 static List *
-blocking_set(DasaContext *c)
+blocking_set(DasaContext *c, HTAB **set)
 {
 	List	   *ids = NIL;
 	ListCell   *lc;
 
+	*set = dasa_id_table("dasa blocking set", list_length(c->awaited) + list_length(c->created),
+						 sizeof(char *));
 	foreach(lc, c->awaited)
-		ids = append_unique(ids, (char *) lfirst(lc));
+		if (dasa_idset_add(*set, (char *) lfirst(lc)))
+			ids = lappend(ids, lfirst(lc));
 	if (c->await_any)
 		return ids;
 	foreach(lc, c->created)
 	{
 		DasaCreated *made = lfirst(lc);
 
-		if (made->function != NULL)
-			ids = append_unique(ids, made->id);
+		if (made->function != NULL && !(made->recorded && made->settled) &&
+			dasa_idset_add(*set, made->id))
+			ids = lappend(ids, made->id);
 	}
 	return ids;
 }
@@ -121,26 +118,38 @@ blocking_set(DasaContext *c)
 /*
  * Suspend the task of an attempt that awaited pending promises: keep what
  * it created, register its callbacks, and make it wait for the settlements
- * it needs (or make it due at once if they happened already).
+ * it needs (or make it due at once if they happened already). Children
+ * written now are pending and written awaited (nobody can settle them
+ * before this commits); the others are marked, which locks them and reads
+ * their state.
  */
 void
 dasa_task_suspend(DasaTask *task, DasaContext *c)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	List	   *blocking;
+	HTAB	   *waited_on;
+	List	   *blocking = blocking_set(c, &waited_on);
+	HTAB	   *written = dasa_persist_created(c, waited_on);
+	List	   *to_mark = NIL;
 	List	   *pending = NIL;
 	DasaRows	marked;
 	Datum		args[4];
 	int			needed;
+	ListCell   *lc;
 
-	dasa_persist_created(c);
-	blocking = blocking_set(c);
-	args[0] = dasa_text_array_of_list(blocking);
+	foreach(lc, blocking)
+	{
+		if (dasa_idset_contains(written, (char *) lfirst(lc)))
+			pending = lappend(pending, lfirst(lc));
+		else
+			to_mark = lappend(to_mark, lfirst(lc));
+	}
+	args[0] = dasa_text_array_of_list(to_mark);
 	args[1] = TimestampTzGetDatum(now);
-	marked = dasa_run(&mark_awaited, args, NULL, 0);
+	marked = to_mark != NIL ? dasa_run(&mark_awaited, args, NULL, 0) : (DasaRows) {0};
 	for (uint64 i = 0; i < marked.n; i++)
 		if (dasa_get_bool(&marked, i, "pending"))
-			pending = append_unique(pending, dasa_get_text(&marked, i, "id"));
+			pending = lappend(pending, dasa_get_text(&marked, i, "id"));
 	/* await_any needs one settlement, unless one happened already */
 	if (c->await_any)
 		needed = list_length(pending) == list_length(blocking) ? 1 : 0;

@@ -18,12 +18,6 @@
 #include "common/pg_prng.h"
 #include "utils/builtins.h"
 
-static DasaStatement enqueue_task = {
-	.since = "0.5.0",
-	.sql = "INSERT INTO dasa.tasks (id, function, run_at, queue) VALUES ($1, $2, $3, $4)",
-	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
-};
-
 /* A task with what running it needs (its promise p, its registration f). */
 #define TASK_SELECT \
 	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, p.state = 'pending' AS promise_pending," \
@@ -131,25 +125,6 @@ static DasaStatement end_tasks = {
 	"DELETE FROM dasa.callbacks WHERE task_id = ANY(ARRAY(SELECT id FROM ended))",
 	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
 };
-
-/*
- * A new invocation's task, due at run_at: in-database (queue NULL; an
- * executor is woken at commit) or external (the worker notifies the
- * queue's listeners after the commit).
- */
-void
-dasa_task_enqueue(const char *id, const char *function, const char *queue, TimestampTz run_at)
-{
-	Datum		args[4] = {CStringGetTextDatum(id), CStringGetTextDatum(function),
-		TimestampTzGetDatum(run_at), queue ? CStringGetTextDatum(queue) : (Datum) 0};
-	char		nulls[4] = {' ', ' ', ' ', queue ? ' ' : 'n'};
-
-	(void) dasa_run(&enqueue_task, args, nulls, 0);
-	if (queue)
-		dasa_wake_at_commit_external();
-	else
-		dasa_wake_at_commit_task();
-}
 
 /* Copy claimed row i into task (in the current memory context). */
 static void

@@ -55,6 +55,10 @@ extern Datum dasa_text_array_of_list(List *items);
 extern Datum dasa_jsonb_array(Jsonb **items, int n);
 extern Datum dasa_int4_array(int *items, int n);
 extern Datum dasa_int8_array(int64 *items, int n);
+extern Datum dasa_nullable_text_array(char **items, int n);
+extern Datum dasa_timestamptz_array(TimestampTz *items, int n);
+extern Datum dasa_oid_array(Oid *items, int n);
+extern Datum dasa_bool_array(bool *items, int n);
 
 /* schema.c: is the installed SQL the version this library works with? */
 typedef enum DasaSchema

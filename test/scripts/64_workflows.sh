@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Workflows at scale, through the replay paths that answer from memory: a
+# 200-step chain (right result, each step run once, one replay per step), a
+# 100,000-child fan-out summed by one dasa.await_all, and a 60-step chain
+# whose executors are killed (kill -9) at a random step: each step's effect
+# exactly once. A replay that makes a different call where it recorded a
+# child is still refused.
+set -uo pipefail
+. "$DASA_SUITE/lib/tap.sh"
+db=dasa_workflows
+quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
+quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
+q postgres "CREATE DATABASE $db" >/dev/null
+q $db "CREATE EXTENSION dasa" >/dev/null
+q $db "
+CREATE TABLE wf_runs (invocation text NOT NULL);
+CREATE FUNCTION wf_step(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  INSERT INTO wf_runs VALUES (dasa.current_invocation());
+  RETURN a->'i';
+END \$\$;
+CREATE FUNCTION wf_chain(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+DECLARE total bigint := 0;
+BEGIN
+  FOR i IN 1..(a->>'n')::int LOOP
+    total := total + dasa.await(dasa.invoke('wf_step', jsonb_build_object('i', i)))::bigint;
+  END LOOP;
+  RETURN to_jsonb(total);
+END \$\$;
+CREATE FUNCTION wf_plain(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT a->''i''';
+CREATE FUNCTION wf_fan(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+DECLARE ids text[];
+BEGIN
+  SELECT array_agg(dasa.invoke('wf_plain', jsonb_build_object('i', i)) ORDER BY i) INTO ids
+  FROM generate_series(1, (a->>'n')::int) i;
+  RETURN (SELECT to_jsonb(sum(v::bigint)) FROM jsonb_array_elements_text(dasa.await_all(ids)) v);
+END \$\$;
+CREATE TABLE wf_flip (flipped boolean NOT NULL);
+INSERT INTO wf_flip VALUES (false);
+CREATE FUNCTION wf_fickle(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  IF (SELECT flipped FROM wf_flip) THEN
+    PERFORM dasa.sleep('1 second');
+  ELSE
+    PERFORM dasa.await(dasa.invoke('wf_gate', '{}'));
+  END IF;
+  RETURN '1';
+END \$\$;
+CREATE FUNCTION wf_gate(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT dasa.await(''gate'')';
+SELECT count(*) FROM dasa.create_promise('gate', '1 hour');
+SELECT count(*) FROM (SELECT dasa.register('wf_step', 'wf_step(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('wf_chain', 'wf_chain(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('wf_plain', 'wf_plain(jsonb)')
+  UNION ALL SELECT dasa.register('wf_fan', 'wf_fan(jsonb)', timeout => '10 minutes')
+  UNION ALL SELECT dasa.register('wf_fickle', 'wf_fickle(jsonb)')
+  UNION ALL SELECT dasa.register('wf_gate', 'wf_gate(jsonb)')) r" >/dev/null
+
+# A 200-step chain.
+is "$(q $db "CALL dasa.call('wf_chain', '{\"n\": 200}', 'chain-200')")" 20100 "a 200-step chain sums 1..200"
+is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs WHERE invocation LIKE 'chain-200.%'")" \
+   "200 200" "each of its 200 steps ran once"
+is "$(q $db "SELECT replays FROM dasa.tasks WHERE id = 'chain-200'")" 200 "the chain ran once per step (200 suspensions)"
+
+# A 100,000-child fan-out.
+started=$SECONDS
+is "$(q $db "CALL dasa.call('wf_fan', '{\"n\": 100000}', 'fan-100k')")" 5000050000 \
+   "a parent invoking 100,000 children and awaiting them all sums them"
+diag "100,000-child fan-out in $((SECONDS - started)) s"
+is "$(q $db "SELECT replays || ' ' || (SELECT count(*) FROM dasa.promises WHERE parent_id = 'fan-100k' AND state = 'resolved') FROM dasa.tasks WHERE id = 'fan-100k'")" \
+   "1 100000" "with one suspension, every child resolved"
+is "$(q $db "SELECT count(*) FROM dasa.callbacks")" 0 "no callback is left behind"
+
+# A chain killed at a random step.
+n=60
+kill_at=$((5 + RANDOM % 45))
+q $db "SELECT dasa.invoke('wf_chain', '{\"n\": $n}', 'chain-kill')" >/dev/null
+ok "the chain reaches step $kill_at" wait_for 30 $db "SELECT count(*) >= $kill_at FROM wf_runs WHERE invocation LIKE 'chain-kill.%'"
+for pid in $(q $db "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = '$db'"); do
+  kill -9 "$pid" 2>/dev/null
+done
+wait_ready 30 >/dev/null
+ok "after kill -9 of the executors, the chain finishes" wait_for 60 $db \
+   "SELECT state = 'resolved' FROM dasa.promises WHERE id = 'chain-kill'"
+is "$(q $db "SELECT value FROM dasa.promises WHERE id = 'chain-kill'")" $((n * (n + 1) / 2)) "with the right sum"
+is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs WHERE invocation LIKE 'chain-kill.%'")" \
+   "$n $n" "each step's effect is there exactly once"
+
+# A replay that makes a different call where a child was recorded is refused.
+q $db "SELECT dasa.invoke('wf_fickle', '{}', 'fickle')" >/dev/null
+ok "the fickle function suspends on its first child" wait_for 10 $db "SELECT replays >= 1 FROM dasa.tasks WHERE id = 'fickle'"
+q $db "UPDATE wf_flip SET flipped = true" >/dev/null
+q $db "SELECT dasa.resolve('gate', '1')" >/dev/null
+ok "its replay, making a timer where it had started an invocation, is refused as non-deterministic (DA005)" wait_for 20 $db \
+   "SELECT state = 'rejected' AND value->>'sqlstate' = 'DA005' FROM dasa.promises WHERE id = 'fickle'"
+done_testing
