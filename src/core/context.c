@@ -229,20 +229,27 @@ awaits_own_line(DasaContext *c, const char *id)
 	DasaRows	lineage;
 	DasaRows	found;
 
+	bool		walk;
+
 	if (strcmp(id, c->id) == 0 || strcmp(id, c->root_id) == 0)
 		return true;
+	/* One's own child cannot be an ancestor: known ones need no read (a fan-out awaits thousands). */
+	if (dasa_recorded_is_child(c, id))
+		return false;
 	lineage = dasa_run(&promise_lineage, args + 1, NULL, 1);
-	if (lineage.n == 0)
-		return false;
-	/* One's own child, or a promise of another tree, cannot be an ancestor: no walk needed. */
-	if (dasa_get_text(&lineage, 0, "parent_id") != NULL &&
-		strcmp(dasa_get_text(&lineage, 0, "parent_id"), c->id) == 0)
-		return false;
-	if (dasa_get_text(&lineage, 0, "root_id") == NULL ||
-		strcmp(dasa_get_text(&lineage, 0, "root_id"), c->root_id) != 0)
+	/* Nor can a promise of another tree. */
+	walk = lineage.n == 1 &&
+		!(dasa_get_text(&lineage, 0, "parent_id") != NULL &&
+		  strcmp(dasa_get_text(&lineage, 0, "parent_id"), c->id) == 0) &&
+		dasa_get_text(&lineage, 0, "root_id") != NULL &&
+		strcmp(dasa_get_text(&lineage, 0, "root_id"), c->root_id) == 0;
+	SPI_freetuptable(lineage.table);
+	if (!walk)
 		return false;
 	found = dasa_run(&is_ancestor, args, NULL, 1);
-	return dasa_get_bool(&found, 0, "found");
+	walk = dasa_get_bool(&found, 0, "found");
+	SPI_freetuptable(found.table);
+	return walk;
 }
 
 /*
@@ -260,7 +267,7 @@ dasa_context_refuse_own_line(DasaContext *c, List *ids)
 	SPI_connect();
 	foreach(lc, ids)
 		if (culprit == NULL && awaits_own_line(c, (char *) lfirst(lc)))
-			culprit = pstrdup((char *) lfirst(lc));
+			culprit = (char *) lfirst(lc);
 	SPI_finish();
 	dasa_restore_user(&save);
 	if (culprit == NULL)

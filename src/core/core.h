@@ -151,6 +151,7 @@ extern bool dasa_idset_contains(struct HTAB *set, const char *id);
 extern const DasaRecorded *dasa_recorded_child(DasaContext *c, const char *id);
 extern void dasa_recorded_fresh(DasaContext *c, DasaCreated *made);
 extern void dasa_recorded_settled(DasaContext *c, const char *id);
+extern bool dasa_recorded_is_child(DasaContext *c, const char *id);
 extern bool dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out);
 
 /* promises.c */

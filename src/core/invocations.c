@@ -244,6 +244,9 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 
 	if (id == NULL)
 		id = parent ? dasa_context_child_id(parent) : random_id();
+	/* A replay finding a child it started before: nothing to look up or write. */
+	if (parent != NULL && named_here && find_recorded(parent, id, name, caller))
+		return (char *) id;
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	if (!dasa_registry_lookup(name, &fn))
@@ -255,12 +258,6 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 		check_may_invoke_external(&fn, caller, name);
 	else
 		dasa_check_may_call(fn.proc, caller, name);
-	if (parent != NULL && named_here && find_recorded(parent, id, name, caller))
-	{
-		SPI_finish();
-		dasa_restore_user(&save);
-		return (char *) id;
-	}
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));

@@ -117,6 +117,15 @@ dasa_recorded_fresh(DasaContext *c, DasaCreated *made)
 	MemoryContextSwitchTo(old);
 }
 
+/* Is id a child of c that this attempt made or an earlier one recorded? */
+bool
+dasa_recorded_is_child(DasaContext *c, const char *id)
+{
+	if (c->fresh != NULL && hash_search(c->fresh, &id, HASH_FIND, NULL) != NULL)
+		return true;
+	return dasa_recorded_child(c, id) != NULL;
+}
+
 /* A child this attempt created was settled by the attempt itself: no longer known pending. */
 void
 dasa_recorded_settled(DasaContext *c, const char *id)
