@@ -93,9 +93,20 @@ attempt_timeout_ms(DasaTask *task)
 	return (int) Max(1.0, Min(ms, (double) INT_MAX));
 }
 
+/*
+ * How long an attempt that runs after others in its batch may wait for a
+ * row lock before it gives way. The batch holds the locks of the attempts
+ * before it until it commits, so two executors' batches can each wait for
+ * the other (a deadlock that batching made, not the function): rather than
+ * wait, the attempt is rolled back uncounted, the batch commits what it
+ * has, and the task runs first in the next batch, where it waits as long
+ * as it needs.
+ */
+#define BATCH_LOCK_WAIT "10ms"
+
 /* Call the procedure as its role; the value is copied into keep. */
 static Jsonb *
-call_procedure(DasaTask *task, MemoryContext keep)
+call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 {
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(call, 1);
@@ -113,6 +124,9 @@ call_procedure(DasaTask *task, MemoryContext keep)
 	nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
+	if (after_others)
+		(void) set_config_option("lock_timeout", BATCH_LOCK_WAIT, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
 	enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);
 	result = FunctionCallInvoke(call);
@@ -140,9 +154,20 @@ call_procedure(DasaTask *task, MemoryContext keep)
 	return value;
 }
 
-/* Run one attempt of task; out says how it ended. */
+/* A failure that waiting behind another batch can cause: no fault of the function. */
+static bool
+batch_made(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE || sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
+		sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE;
+}
+
+/*
+ * Run one attempt of task (after_others: earlier attempts' effects are
+ * held in this transaction); out says how it ended.
+ */
 void
-dasa_run_attempt(DasaTask *task, DasaAttempt *out)
+dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 {
 	MemoryContext keep = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
@@ -163,7 +188,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 	MemoryContextSwitchTo(keep);
 	PG_TRY();
 	{
-		out->value = call_procedure(task, keep);
+		out->value = call_procedure(task, after_others, keep);
 		if (dasa_attempt_used_temp_objects() && !out->context->suspended)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -198,6 +223,7 @@ dasa_run_attempt(DasaTask *task, DasaAttempt *out)
 		RollbackAndReleaseCurrentSubTransaction();
 		out->suspended = out->context->suspended;
 		out->final = out->context->final;
+		out->deferred = after_others && !out->suspended && batch_made(out->error->sqlerrcode);
 	}
 	PG_END_TRY();
 	dasa_context_end();

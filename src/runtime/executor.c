@@ -65,9 +65,13 @@ show_running(DasaTask *task)
 	pgstat_report_activity(STATE_RUNNING, psprintf("dasa: %s (%s)", task->function, task->id));
 }
 
-/* Run one claimed task and put its outcome into the batch. */
-static void
-process_task(DasaBatch *batch, DasaTask *task)
+/*
+ * Run one claimed task (after_others: others ran before it in this batch)
+ * and put its outcome into the batch. False if it gave way to another
+ * batch's lock: it was not run, and the batch ends before it.
+ */
+static bool
+process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 {
 	DasaAttempt attempt;
 
@@ -75,18 +79,20 @@ process_task(DasaBatch *batch, DasaTask *task)
 	{
 		/* Settled meanwhile (canceled, or timed out by the worker): nothing to run. */
 		dasa_batch_completed(batch, task, task->attempt);
-		return;
+		return true;
 	}
 	if (task->timeout_at <= GetCurrentTimestamp())
 	{
 		dasa_batch_ended(batch, task);
-		return;
+		return true;
 	}
 	show_running(task);
 	dasa_crash_record_set(task);
-	dasa_run_attempt(task, &attempt);
+	dasa_run_attempt(task, after_others, &attempt);
 	dasa_crash_record_clear();
 	show_running(NULL);
+	if (attempt.deferred)
+		return false;
 	if (attempt.ok)
 		dasa_batch_resolved(batch, task, attempt.value);
 	else if (attempt.suspended)
@@ -95,6 +101,7 @@ process_task(DasaBatch *batch, DasaTask *task)
 		dasa_batch_ended(batch, task);
 	else
 		(void) dasa_task_fail(task, attempt.error, attempt.final);
+	return true;
 }
 
 static bool
@@ -166,7 +173,8 @@ run_batch(TimestampTz *next_due)
 					break;		/* one that crashed its process before runs alone */
 				if (asked_to_stop())
 					break;		/* DDL waits for this database to be free */
-				process_task(&batch, &tasks[ran]);
+				if (!process_task(&batch, &tasks[ran], ran > 0))
+					break;		/* it runs first in the next batch */
 				if (tasks[ran].crashes > 0)
 				{
 					ran++;
@@ -217,6 +225,7 @@ run_batch_or_recover(TimestampTz *next_due)
 	{
 		MemoryContextSwitchTo(loop_cxt);
 		HOLD_INTERRUPTS();
+		dasa_context_end();
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		FlushErrorState();
@@ -317,6 +326,7 @@ count_overrun_on_exit(int code, Datum arg)
 
 	if (id == NULL || !overran)
 		return;
+	dasa_context_end();			/* the attempt's context went with its memory */
 	AbortOutOfAnyTransaction();
 	count_attempts_that_died(list_make1(id), true);
 }

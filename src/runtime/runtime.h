@@ -18,13 +18,14 @@ typedef struct DasaAttempt
 	bool		ok;				/* returned a value, effects kept */
 	bool		suspended;		/* awaited a pending promise: replay later */
 	bool		lost;			/* its promise was settled meanwhile (cancel, timeout) */
+	bool		deferred;		/* stopped on a lock held by another batch: run it in the next */
 	DasaContext *context;		/* what the attempt created and awaited */
 	bool		final;			/* failed in a way no retry can fix */
 	Jsonb	   *value;			/* when ok; NULL for SQL NULL */
 	ErrorData  *error;			/* when not ok */
 } DasaAttempt;
 
-extern void dasa_run_attempt(DasaTask *task, DasaAttempt *out);
+extern void dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out);
 
 /* batch.c: what a batch of attempts writes at its end */
 typedef struct DasaBatch
