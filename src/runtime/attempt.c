@@ -102,7 +102,28 @@ attempt_timeout_ms(DasaTask *task)
  * has, and the task runs first in the next batch, where it waits as long
  * as it needs.
  */
-#define BATCH_LOCK_WAIT "10ms"
+#define BATCH_LOCK_WAIT "2ms"
+
+/*
+ * How long an attempt after others in its batch may run before it gives
+ * way in the same manner: the others' results wait for the batch's
+ * commit, so a long attempt would hold them back. It runs again first in
+ * the next batch, where nothing waits for it.
+ */
+#define BATCH_RUN_MS 50
+
+static TimeoutId give_way_timeout = MAX_TIMEOUTS;
+static volatile sig_atomic_t gave_way = false;
+
+/* Timeout handler (signal context): cancel the attempt, as a statement timeout would. */
+static void
+give_way(void)
+{
+	gave_way = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
 
 /* Call the procedure as its role; the value is copied into keep. */
 static Jsonb *
@@ -125,8 +146,11 @@ call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 	(void) set_config_option("search_path", "\"$user\", public", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	if (after_others)
+	{
 		(void) set_config_option("lock_timeout", BATCH_LOCK_WAIT, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
+		enable_timeout_after(give_way_timeout, BATCH_RUN_MS);
+	}
 	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
 	enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);
 	result = FunctionCallInvoke(call);
@@ -139,6 +163,7 @@ call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 	AfterTriggerFireDeferred();
 	disable_timeout(STATEMENT_TIMEOUT, false);
 	disable_timeout(overrun_timeout, false);
+	disable_timeout(give_way_timeout, false);
 	/* Undo every setting the code changed, even with plain SET. */
 	AtEOXact_GUC(false, nest);
 	dasa_restore_user(&save);
@@ -175,6 +200,9 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	memset(out, 0, sizeof(*out));
 	if (overrun_timeout == MAX_TIMEOUTS)
 		overrun_timeout = RegisterTimeout(USER_TIMEOUT, end_overrunning_attempt);
+	if (give_way_timeout == MAX_TIMEOUTS)
+		give_way_timeout = RegisterTimeout(USER_TIMEOUT, give_way);
+	gave_way = false;
 	out->error = unrunnable(task);
 	if (out->error != NULL)
 	{
@@ -217,13 +245,16 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	{
 		disable_timeout(STATEMENT_TIMEOUT, false);
 		disable_timeout(overrun_timeout, false);
+		disable_timeout(give_way_timeout, false);
 		MemoryContextSwitchTo(keep);
 		out->error = CopyErrorData();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		out->suspended = out->context->suspended;
 		out->final = out->context->final;
-		out->deferred = after_others && !out->suspended && batch_made(out->error->sqlerrcode);
+		out->deferred = after_others && !out->suspended &&
+			(batch_made(out->error->sqlerrcode) ||
+			 (gave_way && out->error->sqlerrcode == ERRCODE_QUERY_CANCELED));
 	}
 	PG_END_TRY();
 	dasa_context_end();
@@ -234,8 +265,9 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	 * returned: it was meant for the attempt, not for the executor's own
 	 * work. An operator's cancel stays pending: it cancels the batch.
 	 */
-	if (get_timeout_indicator(STATEMENT_TIMEOUT, true))
+	if (get_timeout_indicator(STATEMENT_TIMEOUT, true) || gave_way)
 		QueryCancelPending = false;
+	gave_way = false;
 	MemoryContextSwitchTo(keep);
 	CurrentResourceOwner = owner;
 }

@@ -111,6 +111,39 @@ asked_to_stop(void)
 		my_index >= dasa_executors_per_database;
 }
 
+/*
+ * Run the claimed tasks[0..n) into the batch, after done others; returns
+ * how many ran. *stop: the batch ends here (the rest stay pending, and
+ * are unlocked at commit).
+ */
+static int
+run_claimed(DasaBatch *batch, DasaTask *tasks, int n, int done, TimestampTz started, bool *stop)
+{
+	int			ran = 0;
+
+	for (; ran < n && !*stop; ran++)
+	{
+		int			position = done + ran;
+
+		if (position > 0 && GetCurrentTimestamp() - started > 2 * BATCH_TARGET_MS * 1000)
+			*stop = true;		/* the batch has run long enough */
+		else if (position > 0 && tasks[ran].crashes > 0)
+			*stop = true;		/* one that crashed its process before runs alone */
+		else if (asked_to_stop())
+			*stop = true;		/* DDL waits for this database to be free */
+		else if (!process_task(batch, &tasks[ran], position > 0))
+			*stop = true;		/* it gave way: it runs first in the next batch */
+		else if (tasks[ran].crashes > 0)
+		{
+			ran++;
+			*stop = true;
+		}
+		if (*stop)
+			break;
+	}
+	return ran;
+}
+
 /* How many tasks to claim: as many as fit the batch target at the recent pace. */
 static int
 claim_limit(void)
@@ -155,31 +188,25 @@ run_batch(TimestampTz *next_due)
 	{
 		int			limit = claim_limit();
 		int			ran = 0;
+		bool		stop = false;
 
-		n = dasa_tasks_claim(now, limit, &tasks);
+		/* The first alone: should it run long, it holds no other task back. */
+		n = dasa_tasks_claim(now, 1, &tasks);
 		if (n > 0 && !dasa_origin_runnable())
 			n = 0;				/* a paused copy, or a restore going on: leave them */
 		if (n > 0)
 		{
 			pg_atomic_write_u32(&me->idle, 0);
-			if (n == limit)
-				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
-			dasa_batch_init(&batch, n);
-			for (; ran < n; ran++)
+			/* Should this one run long, another executor takes what else is due. */
+			dasa_wake_idle_executor(my_db);
+			dasa_batch_init(&batch, limit);
+			ran = run_claimed(&batch, tasks, n, 0, now, &stop);
+			if (!stop && limit > 1)
 			{
-				if (ran > 0 && GetCurrentTimestamp() - now > 2 * BATCH_TARGET_MS * 1000)
-					break;		/* the rest stay pending, unlocked at commit */
-				if (ran > 0 && tasks[ran].crashes > 0)
-					break;		/* one that crashed its process before runs alone */
-				if (asked_to_stop())
-					break;		/* DDL waits for this database to be free */
-				if (!process_task(&batch, &tasks[ran], ran > 0))
-					break;		/* it runs first in the next batch */
-				if (tasks[ran].crashes > 0)
-				{
-					ran++;
-					break;
-				}
+				/* (written first, so that the claim does not find them due again) */
+				dasa_batch_flush(&batch);
+				n = dasa_tasks_claim(GetCurrentTimestamp(), limit - 1, &tasks);
+				ran += run_claimed(&batch, tasks, n, ran, now, &stop);
 			}
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
@@ -299,6 +326,33 @@ set_counted(bool counted)
 }
 
 /*
+ * A sibling starting at the same time may have taken a crash record and
+ * not yet counted it: claiming now could run the culprit again before its
+ * crash is counted (and a second crash would then lose that count). Wait
+ * for the siblings that have started to finish counting (a few seconds at
+ * most).
+ */
+static void
+wait_for_siblings_to_count(void)
+{
+	for (int waited = 0; waited < 5000; waited += 10)
+	{
+		bool		counting = false;
+
+		LWLockAcquire(dasa_databases_lock(), LW_SHARED);
+		for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+			if (i != my_index && my_db->executors[i].slot.pid != 0 && !my_db->executors[i].counted)
+				counting = true;
+		LWLockRelease(dasa_databases_lock());
+		if (!counting)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
  * At start: the attempts that died with their processes in this database
  * (a crash), counted before this executor claims anything.
  */
@@ -310,6 +364,7 @@ count_crashed_attempts(void)
 	if (ids != NIL)
 		count_attempts_that_died(ids, false);
 	set_counted(true);
+	wait_for_siblings_to_count();
 }
 
 /*
