@@ -203,10 +203,13 @@ run_batch(TimestampTz *next_due)
 			ran = run_claimed(&batch, tasks, n, 0, now, &stop);
 			if (!stop && limit > 1)
 			{
+				int			more;
+
 				/* (written first, so that the claim does not find them due again) */
 				dasa_batch_flush(&batch);
-				n = dasa_tasks_claim(GetCurrentTimestamp(), limit - 1, &tasks);
-				ran += run_claimed(&batch, tasks, n, ran, now, &stop);
+				more = dasa_tasks_claim(GetCurrentTimestamp(), limit - 1, &tasks);
+				ran += run_claimed(&batch, tasks, more, ran, now, &stop);
+				n += more;
 			}
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
