@@ -105,13 +105,11 @@ attempt_timeout_ms(DasaTask *task)
 #define BATCH_LOCK_WAIT "2ms"
 
 /*
- * How long an attempt after others in its batch may run before it gives
- * way in the same manner: the others' results wait for the batch's
+ * An attempt after others in its batch gives way in the same manner once
+ * it has run DASA_BATCH_RUN_MS: the others' results wait for the batch's
  * commit, so a long attempt would hold them back. It runs again first in
  * the next batch, where nothing waits for it.
  */
-#define BATCH_RUN_MS 50
-
 static TimeoutId give_way_timeout = MAX_TIMEOUTS;
 static volatile sig_atomic_t gave_way = false;
 
@@ -149,7 +147,7 @@ call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 	{
 		(void) set_config_option("lock_timeout", BATCH_LOCK_WAIT, PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
-		enable_timeout_after(give_way_timeout, BATCH_RUN_MS);
+		enable_timeout_after(give_way_timeout, DASA_BATCH_RUN_MS);
 	}
 	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
 	enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);

@@ -29,6 +29,7 @@
 #include "utils/builtins.h"
 #include "storage/itemptr.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -66,6 +67,49 @@ show_running(DasaTask *task)
 }
 
 /*
+ * How long each function's attempts take here (a moving mean, in ms): a
+ * batch starts with a task of a function known to be quick, or that task
+ * runs alone.
+ */
+typedef struct Pace
+{
+	char	   *function;		/* the key */
+	double		mean_ms;
+} Pace;
+
+static HTAB *paces = NULL;
+static bool alone_next = false;
+
+static bool
+runs_quickly(const char *function)
+{
+	Pace	   *p = paces ? hash_search(paces, &function, HASH_FIND, NULL) : NULL;
+
+	return p != NULL && p->mean_ms <= DASA_BATCH_RUN_MS;
+}
+
+static void
+note_run(const char *function, TimestampTz started)
+{
+	double		ms = (double) (GetCurrentTimestamp() - started) / 1000.0;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	bool		found;
+	Pace	   *p;
+
+	if (paces == NULL)
+		paces = dasa_id_table("dasa function paces", 64, sizeof(Pace));
+	p = hash_search(paces, &function, HASH_ENTER, &found);
+	if (!found)
+	{
+		p->function = pstrdup(function);
+		p->mean_ms = ms;
+	}
+	else
+		p->mean_ms = 0.7 * p->mean_ms + 0.3 * ms;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Run one claimed task (after_others: others ran before it in this batch)
  * and put its outcome into the batch. False if it gave way to another
  * batch's lock: it was not run, and the batch ends before it.
@@ -74,6 +118,7 @@ static bool
 process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 {
 	DasaAttempt attempt;
+	TimestampTz started;
 
 	if (!task->promise_pending)
 	{
@@ -88,7 +133,9 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	}
 	show_running(task);
 	dasa_crash_record_set(task);
+	started = GetCurrentTimestamp();
 	dasa_run_attempt(task, after_others, &attempt);
+	note_run(task->function, started);
 	dasa_crash_record_clear();
 	show_running(NULL);
 	if (attempt.deferred)
@@ -186,31 +233,30 @@ run_batch(TimestampTz *next_due)
 		n = 0;					/* idle until ALTER EXTENSION UPDATE */
 	else
 	{
-		int			limit = claim_limit();
+		int			limit = alone_next ? 1 : claim_limit();
 		int			ran = 0;
 		bool		stop = false;
 
-		/* The first alone: should it run long, it holds no other task back. */
-		n = dasa_tasks_claim(now, 1, &tasks);
+		alone_next = false;
+		n = dasa_tasks_claim(now, limit, &tasks);
 		if (n > 0 && !dasa_origin_runnable())
 			n = 0;				/* a paused copy, or a restore going on: leave them */
-		if (n > 0)
+		if (n > 1 && !runs_quickly(tasks[0].function))
+		{
+			/*
+			 * Not known to be quick: it runs alone in the next batch, so
+			 * that it holds none of these back; another executor takes them.
+			 */
+			alone_next = true;
+			dasa_wake_idle_executor(my_db);
+		}
+		else if (n > 0)
 		{
 			pg_atomic_write_u32(&me->idle, 0);
-			/* Should this one run long, another executor takes what else is due. */
-			dasa_wake_idle_executor(my_db);
-			dasa_batch_init(&batch, limit);
+			if (n == limit)
+				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
+			dasa_batch_init(&batch, n);
 			ran = run_claimed(&batch, tasks, n, 0, now, &stop);
-			if (!stop && limit > 1)
-			{
-				int			more;
-
-				/* (written first, so that the claim does not find them due again) */
-				dasa_batch_flush(&batch);
-				more = dasa_tasks_claim(GetCurrentTimestamp(), limit - 1, &tasks);
-				ran += run_claimed(&batch, tasks, more, ran, now, &stop);
-				n += more;
-			}
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
 		}

@@ -27,6 +27,13 @@ typedef struct DasaAttempt
 
 extern void dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out);
 
+/*
+ * How long an attempt may run after others in its batch (their results
+ * wait for the batch's commit) before it gives way, and how quick a
+ * function must be known to be to start a batch.
+ */
+#define DASA_BATCH_RUN_MS 50
+
 /* batch.c: what a batch of attempts writes at its end */
 typedef struct DasaBatch
 {
