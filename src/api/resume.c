@@ -20,6 +20,6 @@ dasa_resume_after_copy(PG_FUNCTION_ARGS)
 	resumed = dasa_origin_resume();
 	SPI_finish();
 	if (resumed)
-		dasa_wake_at_commit_task();
+		dasa_wake_at_commit_task(0);	/* its tasks may be due since long ago */
 	PG_RETURN_BOOL(resumed);
 }

@@ -108,6 +108,7 @@ typedef struct DasaTask
 	int			attempt;		/* attempts made before this one */
 	int64		version;		/* fencing token: what the claim saw */
 	int			crashes;		/* attempts that died with their process */
+	TimestampTz run_at;			/* when it fell due */
 	bool		promise_pending;
 	Jsonb	   *args;
 	TimestampTz timeout_at;
@@ -179,6 +180,7 @@ extern bool dasa_settle_if_expired(const char *id);
 /* tasks.c: the task lifecycle */
 extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
+extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
 extern void dasa_task_release(DasaTask *task);
@@ -271,6 +273,6 @@ extern bool dasa_registry_delete(const char *name);
 
 /* sweep.c */
 extern int	dasa_sweep_expired(TimestampTz now, int batch);
-extern TimestampTz dasa_next_deadline(TimestampTz now);
+extern TimestampTz dasa_next_deadline(TimestampTz now, TimestampTz until);
 
 #endif							/* DASA_CORE_H */

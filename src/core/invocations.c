@@ -96,7 +96,7 @@ create_invocation(const char *id, const char *name, const char *queue, Jsonb *ar
 	if (queue)
 		dasa_wake_at_commit_external();
 	else
-		dasa_wake_at_commit_task();
+		dasa_wake_at_commit_task(now);
 	return true;
 }
 
@@ -295,7 +295,7 @@ static DasaStatement insert_children = {
 
 /* Wake-ups at commit for the children made: timers for their deadlines, executors and workers for their tasks. */
 static void
-wake_for(DasaContext *c, HTAB *written)
+wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 {
 	TimestampTz first_deadline = DT_NOEND;
 	bool		in_database = false,
@@ -315,7 +315,7 @@ wake_for(DasaContext *c, HTAB *written)
 	if (first_deadline != DT_NOEND)
 		dasa_wake_at_commit_deadline(first_deadline);
 	if (in_database)
-		dasa_wake_at_commit_task();
+		dasa_wake_at_commit_task(created_at);
 	if (external)
 		dasa_wake_at_commit_external();
 }
@@ -342,6 +342,7 @@ dasa_persist_created(DasaContext *c, HTAB *waited_on)
 	char	  **functions = palloc(sizeof(char *) * max);
 	char	  **queues = palloc(sizeof(char *) * max);
 	HTAB	   *written = dasa_id_table("dasa children written", max, sizeof(char *));
+	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
 	DasaRows	rows;
 
@@ -367,13 +368,13 @@ dasa_persist_created(DasaContext *c, HTAB *waited_on)
 		Datum		args[11] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
 			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
 			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
-			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(GetCurrentTimestamp()),
+			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(now),
 		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id)};
 
 		rows = dasa_run(&insert_children, args, NULL, 0);
 	}
 	for (uint64 i = 0; i < rows.n; i++)
 		(void) dasa_idset_add(written, dasa_get_text(&rows, i, "id"));
-	wake_for(c, written);
+	wake_for(c, written, now);
 	return written;
 }

@@ -70,7 +70,8 @@ static DasaStatement forget_callbacks = {
 void
 dasa_callbacks_fire(List *ids)
 {
-	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(GetCurrentTimestamp())};
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(now)};
 	DasaRows	fired = dasa_run(&fire_callbacks, args, NULL, 0);
 	List	   *resumed = NIL;
 
@@ -82,7 +83,7 @@ dasa_callbacks_fire(List *ids)
 	/* A task resumed by await_any still has callbacks on the others. */
 	args[0] = dasa_text_array_of_list(resumed);
 	(void) dasa_run(&forget_callbacks, args, NULL, 0);
-	dasa_wake_at_commit_task();
+	dasa_wake_at_commit_task(now);
 }
 
 /*
@@ -167,7 +168,7 @@ dasa_task_suspend(DasaTask *task, DasaContext *c)
 	args[3] = BoolGetDatum(needed > 0);
 	(void) dasa_run(&park_task, args, NULL, 0);
 	if (needed == 0)
-		dasa_wake_at_commit_task();
+		dasa_wake_at_commit_task(now);
 }
 
 /* Mark promise id awaited (by a listener); false if it is not pending. */

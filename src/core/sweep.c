@@ -25,11 +25,15 @@ static DasaStatement due_promises = {
 	.columns = {"id"},
 };
 
-/* The earliest deadline of a pending promise after $1. */
+/*
+ * The earliest deadline of a pending promise after $1 and up to $2. Bounded:
+ * the index still holds the entries of settled promises until vacuum, and
+ * reading up to the worker's next wake-up steps over only those.
+ */
 static DasaStatement next_deadline = {
 	.sql = "SELECT min(timeout_at) AS next FROM dasa.promises "
-	"WHERE settled_at IS NULL AND timeout_at > $1",
-	.args = {TIMESTAMPTZOID},
+	"WHERE settled_at IS NULL AND timeout_at > $1 AND timeout_at <= $2",
+	.args = {TIMESTAMPTZOID, TIMESTAMPTZOID},
 	.columns = {"next"},
 };
 
@@ -41,6 +45,8 @@ dasa_sweep_expired(TimestampTz now, int batch)
 	DasaRows	due = dasa_run(&due_promises, args, NULL, 0);
 	char	  **ids = palloc(Max(due.n, 1) * sizeof(char *));
 
+	if (due.n > 0)
+		dasa_tasks_locked_here();	/* claims skip their tasks meanwhile */
 	for (uint64 i = 0; i < due.n; i++)
 		ids[i] = dasa_get_text(&due, i, "id");
 	if (due.n > 0)
@@ -48,11 +54,11 @@ dasa_sweep_expired(TimestampTz now, int batch)
 	return (int) due.n;
 }
 
-/* The earliest deadline of a pending promise after now; 0 if there is none. */
+/* The earliest deadline of a pending promise after now and up to until; 0 if there is none. */
 TimestampTz
-dasa_next_deadline(TimestampTz now)
+dasa_next_deadline(TimestampTz now, TimestampTz until)
 {
-	Datum		args[1] = {TimestampTzGetDatum(now)};
+	Datum		args[2] = {TimestampTzGetDatum(now), TimestampTzGetDatum(until)};
 	DasaRows	rows = dasa_run(&next_deadline, args, NULL, 1);
 
 	return dasa_get_timestamp(&rows, 0, "next");

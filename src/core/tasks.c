@@ -20,7 +20,7 @@
 
 /* A task with what running it needs (its promise p, its registration f). */
 #define TASK_SELECT \
-	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, p.state = 'pending' AS promise_pending," \
+	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, t.run_at, p.state = 'pending' AS promise_pending," \
 	"  p.param AS args, p.timeout_at, p.root_id, p.ctid AS promise_tid, p.owner::oid AS run_as," \
 	"  f.name IS NOT NULL AS registered, f.proc," \
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
@@ -31,24 +31,34 @@
 	"JOIN dasa.promises p ON p.id = t.id " \
 	"LEFT JOIN dasa.functions f ON f.name = t.function "
 #define TASK_COLUMNS \
-	"id", "function", "attempt", "version", "crashes", "promise_pending", "args", "timeout_at", \
+	"id", "function", "attempt", "version", "crashes", "run_at", "promise_pending", "args", "timeout_at", \
 	"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts", \
 	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms", "task_state", "queue", \
 	"function_owner"
 
 /*
- * Claim up to $2 due tasks. Their promises are share-locked: the timeout
- * sweep passes them by, and a cancellation does not wait for the attempt
- * (the attempt's hold then fails).
+ * Claim up to $2 tasks due by $1, reading the queue from the floor $3 on
+ * (ipc/claim_floor.c). Their promises are share-locked: the timeout sweep
+ * passes them by, and a cancellation does not wait for the attempt (the
+ * attempt's hold then fails).
  */
+#define CLAIM_WHERE \
+	"WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at <= $1 AND t.run_at >= $3 " \
+	"ORDER BY t.run_at LIMIT $2 " \
+	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED"
 static DasaStatement claim_tasks = {
 	.since = "0.5.0",
-	.sql = TASK_SELECT
-	"WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at <= $1 "
-	"ORDER BY t.run_at LIMIT $2 "
-	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED",
-	.args = {TIMESTAMPTZOID, INT4OID},
+	.sql = TASK_SELECT CLAIM_WHERE,
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
 	.columns = {TASK_COLUMNS},
+};
+
+/* The claim's plan, as it runs (with its buffers): dasa._explain_claim(). */
+static DasaStatement explain_claim = {
+	.since = "0.7.0",
+	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " TASK_SELECT CLAIM_WHERE,
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
+	.columns = {"QUERY PLAN"},
 };
 
 /*
@@ -138,6 +148,7 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->attempt = dasa_get_int32(rows, i, "attempt");
 	task->version = dasa_get_int64(rows, i, "version");
 	task->crashes = dasa_get_int32(rows, i, "crashes");
+	task->run_at = dasa_get_timestamp(rows, i, "run_at");
 	task->promise_pending = dasa_get_bool(rows, i, "promise_pending");
 	task->args = args ? args : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
 	task->timeout_at = dasa_get_timestamp(rows, i, "timeout_at");
@@ -160,17 +171,40 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->timeout_ms = dasa_get_float8(rows, i, "timeout_ms");
 }
 
-/* Claim up to limit due tasks (locked until commit); returns how many. */
+/*
+ * Claim up to limit due tasks (locked until commit); returns how many. The
+ * floor rises to the first one taken: the caller lowers it again for any
+ * of them it leaves pending (dasa_claim_floor_lower, after its commit).
+ */
 int
 dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks)
 {
-	Datum		args[2] = {TimestampTzGetDatum(now), Int32GetDatum(limit)};
+	uint64		generation;
+	TimestampTz floor = dasa_claim_floor_read(&generation);
+	Datum		args[3] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor)};
 	DasaRows	claimed = dasa_run(&claim_tasks, args, NULL, 0);
 
 	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
 	for (uint64 i = 0; i < claimed.n; i++)
 		read_task(&claimed, i, &(*tasks)[i]);
+	dasa_claim_floor_raise(generation, claimed.n > 0 ? (*tasks)[0].run_at : now);
 	return (int) claimed.n;
+}
+
+/* The claim's plan with the buffers it reads, run now (its locks last until commit). */
+List *
+dasa_tasks_explain_claim(int limit)
+{
+	uint64		generation;
+	TimestampTz floor = dasa_claim_floor_read(&generation);
+	Datum		args[3] = {TimestampTzGetDatum(GetCurrentTimestamp()), Int32GetDatum(limit),
+	TimestampTzGetDatum(floor)};
+	DasaRows	plan = dasa_run(&explain_claim, args, NULL, 0);
+	List	   *lines = NIL;
+
+	for (uint64 i = 0; i < plan.n; i++)
+		lines = lappend(lines, dasa_get_text(&plan, i, "QUERY PLAN"));
+	return lines;
 }
 
 /* Task id, locked until the end of the transaction, into task; false if there is none. */
@@ -184,6 +218,8 @@ dasa_task_load(const char *id, DasaTask *task)
 		return false;
 	memset(task, 0, sizeof(*task));
 	read_task(&found, 0, task);
+	if (task->queue == NULL && strcmp(task->state, "pending") == 0)
+		dasa_tasks_locked_here();
 	return true;
 }
 
@@ -214,6 +250,7 @@ dasa_tasks_end(List *ids)
 {
 	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(GetCurrentTimestamp())};
 
+	dasa_tasks_locked_here();
 	(void) dasa_run(&end_tasks, args, NULL, 0);
 }
 
@@ -280,6 +317,8 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 		return true;
 	}
 	(void) dasa_run(&retry_task, args, NULL, 0);
+	if (task->queue == NULL)
+		dasa_task_due_at_commit(next);
 	return false;
 }
 
@@ -287,12 +326,15 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 void
 dasa_task_release(DasaTask *task)
 {
+	TimestampTz now = GetCurrentTimestamp();
 	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(task->attempt),
-		TimestampTzGetDatum(GetCurrentTimestamp()), Int64GetDatum(task->version)};
+	TimestampTzGetDatum(now), Int64GetDatum(task->version)};
 
 	(void) dasa_run(&retry_task, args, NULL, 0);
 	if (task->queue != NULL)
 		dasa_wake_at_commit_external();
+	else
+		dasa_task_due_at_commit(now);
 }
 
 /*
@@ -311,6 +353,7 @@ dasa_task_crashed(const char *id, bool overran)
 
 	if (found.n == 0)
 		return;
+	dasa_tasks_locked_here();
 	memset(&task, 0, sizeof(task));
 	read_task(&found, 0, &task);
 	if (!task.promise_pending || !task.registered)

@@ -13,6 +13,7 @@
 #include "dasa.h"
 
 #include "port/atomics.h"
+#include "storage/spin.h"
 #include "storage/lwlock.h"
 
 /* A background process's slot in a database: who holds it, when it last failed. */
@@ -36,6 +37,18 @@ typedef struct DasaExecutor
 	char		function[DASA_MAX_FUNCTION_NAME + 1];
 } DasaExecutor;
 
+/*
+ * Where claims of in-database tasks start reading the queue index: no
+ * pending task is due before floor (claim_floor.c).
+ */
+typedef struct DasaClaimFloor
+{
+	slock_t		lock;
+	TimestampTz floor;			/* 0: from the start */
+	uint64		generation;		/* bumped whenever floor is lowered */
+	TimestampTz walked_at;		/* last claim that read from the start */
+} DasaClaimFloor;
+
 /* A database the launcher manages: its worker and executors. */
 typedef struct DasaDatabase
 {
@@ -47,6 +60,7 @@ typedef struct DasaDatabase
 	DasaProcSlot worker;
 	pg_atomic_uint64 next_deadline; /* earliest pending timeout known: a hint */
 	pg_atomic_uint32 external_due;	/* 1: external tasks were enqueued; the worker notifies */
+	DasaClaimFloor claim_floor;
 	DasaExecutor executors[DASA_MAX_EXECUTORS];
 } DasaDatabase;
 
@@ -67,11 +81,19 @@ extern void dasa_awaiter_unregister(void);
 extern void dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all);
 extern void dasa_wake_idle_executor(DasaDatabase *db);
 
+/* claim_floor.c */
+extern void dasa_claim_floor_init(DasaClaimFloor *f);
+extern TimestampTz dasa_claim_floor_read(uint64 *generation);
+extern void dasa_claim_floor_raise(uint64 generation, TimestampTz to);
+extern void dasa_claim_floor_lower(TimestampTz to);
+
 /* wakeup.c: wake-ups that must happen at commit, never before */
 extern void dasa_wake_at_commit_settled(const char *id);
 extern void dasa_wake_at_commit_deadline(TimestampTz timeout_at);
 extern void dasa_wake_at_commit_installed(void);
-extern void dasa_wake_at_commit_task(void);
+extern void dasa_wake_at_commit_task(TimestampTz run_at);
+extern void dasa_task_due_at_commit(TimestampTz run_at);
+extern void dasa_tasks_locked_here(void);
 extern void dasa_wake_at_commit_external(void);
 extern uint32 dasa_hash_id(const char *id, int len);
 

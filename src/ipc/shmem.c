@@ -89,6 +89,7 @@ dasa_shmem_startup(void)
 		{
 			pg_atomic_init_u64(&shared->databases[i].next_deadline, PG_INT64_MAX);
 			pg_atomic_init_u32(&shared->databases[i].external_due, 1);
+			dasa_claim_floor_init(&shared->databases[i].claim_floor);
 			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
 				pg_atomic_init_u32(&shared->databases[i].executors[e].idle, 0);
 		}
@@ -147,6 +148,7 @@ dasa_database_find_or_add(Oid dboid)
 	db->worker = (DasaProcSlot) {.procno = -1};
 	pg_atomic_write_u64(&db->next_deadline, PG_INT64_MAX);
 	pg_atomic_write_u32(&db->external_due, 1);
+	dasa_claim_floor_init(&db->claim_floor);
 	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
 	{
 		db->executors[i].slot = (DasaProcSlot) {.procno = -1};

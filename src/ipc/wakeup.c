@@ -26,6 +26,9 @@ static TimestampTz earliest_deadline = 0;
 static bool have_deadline = false;
 static bool installed_here = false;
 static bool tasks_created = false;
+static bool tasks_due = false;	/* a task became pending: lower the claim floor */
+static TimestampTz earliest_due = 0;
+static bool tasks_locked = false;	/* pending tasks locked: an abort lowers the floor */
 static bool external_created = false;
 
 uint32
@@ -42,6 +45,8 @@ forget_owed_wakeups(void)
 	have_deadline = false;
 	installed_here = false;
 	tasks_created = false;
+	tasks_due = false;
+	tasks_locked = false;
 	external_created = false;
 }
 
@@ -92,6 +97,8 @@ send_owed_wakeups(void)
 		offer_deadline(earliest_deadline);
 	if (installed_here)
 		request_probe();
+	if (tasks_due)
+		dasa_claim_floor_lower(earliest_due);
 	if (tasks_created)
 	{
 		DasaDatabase *db = dasa_my_database();
@@ -123,8 +130,16 @@ wakeup_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+			/* A claim may have passed a task this transaction held: read from the start. */
+			if (tasks_locked)
+				dasa_claim_floor_lower(0);
+			forget_owed_wakeups();
+			break;
 		case XACT_EVENT_PREPARE:
-			/* A prepared transaction commits elsewhere; awaiters' re-check covers it. */
+			/*
+			 * A prepared transaction commits elsewhere; awaiters' re-check
+			 * covers it, and claims find its tasks at their next full read.
+			 */
 			forget_owed_wakeups();
 			break;
 		default:
@@ -171,12 +186,33 @@ dasa_wake_at_commit_installed(void)
 	installed_here = true;
 }
 
-/* A task becomes due in this transaction: wake an executor at commit. */
+/* An in-database task becomes pending, due at run_at (0: unknown): claims must see it. */
 void
-dasa_wake_at_commit_task(void)
+dasa_task_due_at_commit(TimestampTz run_at)
 {
 	ensure_callback();
+	if (!tasks_due || run_at < earliest_due)
+		earliest_due = run_at;
+	tasks_due = true;
+}
+
+/* A task becomes due in this transaction: wake an executor at commit. */
+void
+dasa_wake_at_commit_task(TimestampTz run_at)
+{
+	dasa_task_due_at_commit(run_at);
 	tasks_created = true;
+}
+
+/*
+ * This transaction locks pending tasks that it may leave pending: if it
+ * aborts, a claim that passed them by must read from the start.
+ */
+void
+dasa_tasks_locked_here(void)
+{
+	ensure_callback();
+	tasks_locked = true;
 }
 
 /* An external task becomes due: the worker notifies its queue after the commit. */

@@ -66,7 +66,7 @@ take_over_when_alone(const char *from)
 	state = dasa_origin_take_over(&source, &unfinished);
 	report_taken_over(state, source, unfinished);
 	if (state == DASA_ORIGIN_HOME)
-		dasa_wake_at_commit_task();
+		dasa_wake_at_commit_task(0);	/* its tasks may be due since long ago */
 	return state;
 }
 

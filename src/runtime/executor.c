@@ -221,6 +221,7 @@ run_batch(TimestampTz *next_due)
 	DasaBatch	batch;
 	DasaSchema	schema;
 	int			n;
+	TimestampTz unrun_due = DT_NOEND;	/* earliest claimed task left pending */
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -240,7 +241,10 @@ run_batch(TimestampTz *next_due)
 		alone_next = false;
 		n = dasa_tasks_claim(now, limit, &tasks);
 		if (n > 0 && !dasa_origin_runnable())
+		{
+			unrun_due = tasks[0].run_at;
 			n = 0;				/* a paused copy, or a restore going on: leave them */
+		}
 		if (n > 1 && !runs_quickly(tasks[0].function))
 		{
 			/*
@@ -248,6 +252,7 @@ run_batch(TimestampTz *next_due)
 			 * that it holds none of these back; another executor takes them.
 			 */
 			alone_next = true;
+			unrun_due = tasks[0].run_at;
 			dasa_wake_idle_executor(my_db);
 		}
 		else if (n > 0)
@@ -259,6 +264,8 @@ run_batch(TimestampTz *next_due)
 			ran = run_claimed(&batch, tasks, n, 0, now, &stop);
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
+			if (ran < n)
+				unrun_due = tasks[ran].run_at;
 		}
 		else
 			*next_due = dasa_tasks_next_due(now);
@@ -266,6 +273,8 @@ run_batch(TimestampTz *next_due)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (unrun_due != DT_NOEND)
+		dasa_claim_floor_lower(unrun_due);	/* unlocked now: the next claim takes them */
 	pgstat_report_stat(false);
 	return n;
 }
@@ -308,6 +317,7 @@ run_batch_or_recover(TimestampTz *next_due)
 		RESUME_INTERRUPTS();
 		dasa_crash_record_clear();
 		show_running(NULL);
+		dasa_claim_floor_lower(0);	/* its claims are pending again */
 		n = 0;
 		*next_due = GetCurrentTimestamp() + RECOVERY_PAUSE_MS * 1000;
 	}
@@ -438,6 +448,9 @@ count_overrun_on_exit(int code, Datum arg)
 static void
 release_slot(int code, Datum arg)
 {
+	/* What this executor held is unlocked with its transaction: claims must find it. */
+	AbortOutOfAnyTransaction();
+	dasa_claim_floor_lower(0);
 	pg_atomic_write_u32(&me->idle, 0);
 	me->started_at = 0;
 	set_counted(false);

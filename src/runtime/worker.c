@@ -143,7 +143,7 @@ run_cycle(void)
 	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
 		next = now;
 	else
-		next = dasa_next_deadline(now);
+		next = dasa_next_deadline(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000);
 	end_cycle();
 	return next;
 }
