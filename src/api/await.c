@@ -143,6 +143,8 @@ dasa_await_internal(const char *id, TimestampTz wait_deadline)
 	if (running != NULL)
 	{
 		dasa_await_read(id, &read, CurrentMemoryContext);
+		if (strcmp(read.promise.state, "pending") == 0 && dasa_inline_try(running, id))
+			dasa_await_read(id, &read, CurrentMemoryContext);	/* it ran here and settled */
 		if (strcmp(read.promise.state, "pending") == 0)
 			dasa_context_suspend(running, list_make1(pstrdup(id)), false);
 		return dasa_settled_result(id, &read.promise);

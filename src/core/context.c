@@ -84,6 +84,16 @@ dasa_context_end(void)
 	current = NULL;
 }
 
+/* Make c the running attempt's context (a child run inside it, and back); returns the one before. */
+DasaContext *
+dasa_context_swap(DasaContext *c)
+{
+	DasaContext *before = current;
+
+	current = c;
+	return before;
+}
+
 /*
  * This session works on the claimed external task from now on: what it
  * invokes or creates are the task's children ("<task>.<n>", n counting

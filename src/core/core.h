@@ -125,7 +125,13 @@ typedef struct DasaTask
 	double		timeout_ms;
 } DasaTask;
 
+/* inline.c: an awaited child run at once inside its parent's attempt */
+typedef bool (*DasaInlineRunner) (DasaContext *parent, const char *id, const char *function);
+extern void dasa_inline_set_runner(DasaInlineRunner run);
+extern bool dasa_inline_try(DasaContext *c, const char *id);
+
 extern DasaContext *dasa_context(void);
+extern DasaContext *dasa_context_swap(DasaContext *c);
 extern DasaContext *dasa_suspending_context(void);
 extern void dasa_context_enter(DasaTask *task);
 extern bool dasa_context_leave(const char *id);
@@ -151,6 +157,7 @@ extern bool dasa_idset_contains(struct HTAB *set, const char *id);
 /* recorded.c */
 extern const DasaRecorded *dasa_recorded_child(DasaContext *c, const char *id);
 extern void dasa_recorded_fresh(DasaContext *c, DasaCreated *made);
+extern const DasaCreated *dasa_recorded_fresh_child(DasaContext *c, const char *id);
 extern void dasa_recorded_settled(DasaContext *c, const char *id);
 extern bool dasa_recorded_is_child(DasaContext *c, const char *id);
 extern bool dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out);
@@ -179,7 +186,7 @@ extern bool dasa_settle_if_expired(const char *id);
 
 /* tasks.c: the task lifecycle */
 extern bool dasa_task_load(const char *id, DasaTask *task);
-extern int	dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks);
+extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks);
 extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);

@@ -40,7 +40,7 @@ static DasaStatement claim_external = {
 	" claimed AS ("
 	"  UPDATE dasa.tasks t SET state = 'claimed', version = t.version + 1, worker = $4,"
 	"    claimed_at = $2, lease = $5"
-	"  FROM due WHERE t.id = due.id"
+	"  WHERE t.id = ANY(ARRAY(SELECT id FROM due))"
 	"  RETURNING t.id, t.function, t.attempt + 1 AS attempt, t.version) "
 	"SELECT c.id, c.function,"
 	"  coalesce((SELECT p.param FROM dasa.promises p WHERE p.id = c.id), '{}') AS args,"

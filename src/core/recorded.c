@@ -126,6 +126,15 @@ dasa_recorded_is_child(DasaContext *c, const char *id)
 	return dasa_recorded_child(c, id) != NULL;
 }
 
+/* The child id this attempt created, still pending; NULL if id is not one. */
+const DasaCreated *
+dasa_recorded_fresh_child(DasaContext *c, const char *id)
+{
+	FreshEntry *fresh = c->fresh ? hash_search(c->fresh, &id, HASH_FIND, NULL) : NULL;
+
+	return fresh ? fresh->made : NULL;
+}
+
 /* A child this attempt created was settled by the attempt itself: no longer known pending. */
 void
 dasa_recorded_settled(DasaContext *c, const char *id)

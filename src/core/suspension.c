@@ -51,7 +51,8 @@ static DasaStatement fire_callbacks = {
 	"UPDATE dasa.tasks t SET blocked = t.blocked - c.n,"
 	"  state = CASE WHEN t.blocked - c.n <= 0 THEN 'pending' ELSE t.state END::dasa.task_state,"
 	"  run_at = CASE WHEN t.blocked - c.n <= 0 THEN $2 ELSE t.run_at END "
-	"FROM counts c WHERE t.id = c.task_id AND t.state = 'suspended' "
+	"FROM counts c WHERE t.id = ANY(ARRAY(SELECT task_id FROM counts)) AND t.id = c.task_id"
+	"  AND t.state = 'suspended' "
 	"RETURNING t.id, t.state = 'pending' AS resumed",
 	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
 	.columns = {"id", "resumed"},

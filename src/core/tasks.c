@@ -40,23 +40,39 @@
  * Claim up to $2 tasks due by $1, reading the queue from the floor $3 on
  * (ipc/claim_floor.c). Their promises are share-locked: the timeout sweep
  * passes them by, and a cancellation does not wait for the attempt (the
- * attempt's hold then fails).
+ * attempt's hold then fails). A task whose promise the sweep holds right
+ * now comes back with promise_locked false: claimed, but not to be run.
+ * Promises and registrations are probed row by row (OFFSET 0 keeps the
+ * probes apart): a plan saved while the tables were empty would otherwise
+ * read all of dasa.promises for every task.
  */
-#define CLAIM_WHERE \
-	"WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at <= $1 AND t.run_at >= $3 " \
-	"ORDER BY t.run_at LIMIT $2 " \
-	"FOR UPDATE OF t SKIP LOCKED FOR KEY SHARE OF p SKIP LOCKED"
+#define CLAIM_SQL \
+	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, t.run_at, p.state = 'pending' AS promise_pending," \
+	"  p.param AS args, p.timeout_at, p.root_id, p.tid AS promise_tid, p.owner::oid AS run_as," \
+	"  f.name IS NOT NULL AS registered, f.proc," \
+	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
+	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
+	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms," \
+	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner," \
+	"  p.id IS NOT NULL AS promise_locked " \
+	"FROM (SELECT * FROM dasa.tasks" \
+	"  WHERE state = 'pending' AND queue IS NULL AND run_at <= $1 AND run_at >= $3" \
+	"  ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t " \
+	"LEFT JOIN LATERAL (SELECT x.id, x.state, x.param, x.timeout_at, x.root_id, x.owner, x.ctid AS tid" \
+	"  FROM dasa.promises x WHERE x.id = t.id OFFSET 0 FOR KEY SHARE SKIP LOCKED) p ON true " \
+	"LEFT JOIN LATERAL (SELECT * FROM dasa.functions y WHERE y.name = t.function OFFSET 0) f ON true " \
+	"ORDER BY t.run_at"
 static DasaStatement claim_tasks = {
 	.since = "0.5.0",
-	.sql = TASK_SELECT CLAIM_WHERE,
+	.sql = CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
-	.columns = {TASK_COLUMNS},
+	.columns = {TASK_COLUMNS, "promise_locked"},
 };
 
 /* The claim's plan, as it runs (with its buffers): dasa._explain_claim(). */
 static DasaStatement explain_claim = {
 	.since = "0.7.0",
-	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " TASK_SELECT CLAIM_WHERE,
+	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
 	.columns = {"QUERY PLAN"},
 };
@@ -93,11 +109,15 @@ static DasaStatement next_due = {
 	.columns = {"next"},
 };
 
-/* Complete the tasks $1 after $2 attempts each, if their version is still $3. */
+/*
+ * Complete the tasks $1 after $2 attempts each, if their version is still
+ * $3. (t.id = ANY($1) makes even a plan saved while the table was empty
+ * look the tasks up by key, as in the statements below.)
+ */
 static DasaStatement complete_tasks = {
 	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4 "
 	"FROM unnest($1::text[], $2::int[], $3::bigint[]) AS v(id, attempt, version) "
-	"WHERE t.id = v.id AND t.version = v.version",
+	"WHERE t.id = ANY($1) AND t.id = v.id AND t.version = v.version",
 	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID},
 };
 
@@ -172,31 +192,37 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 }
 
 /*
- * Claim up to limit due tasks (locked until commit); returns how many. The
+ * Claim up to limit due tasks (locked until commit) for executor claimer
+ * (its index); returns how many. The
  * floor rises to the first one taken: the caller lowers it again for any
  * of them it leaves pending (dasa_claim_floor_lower, after its commit).
  */
 int
-dasa_tasks_claim(TimestampTz now, int limit, DasaTask **tasks)
+dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
 {
-	uint64		generation;
-	TimestampTz floor = dasa_claim_floor_read(&generation);
+	TimestampTz floor = dasa_claim_floor_read(claimer);
 	Datum		args[3] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor)};
 	DasaRows	claimed = dasa_run(&claim_tasks, args, NULL, 0);
 
+	int			n = 0;
+
 	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
 	for (uint64 i = 0; i < claimed.n; i++)
-		read_task(&claimed, i, &(*tasks)[i]);
-	dasa_claim_floor_raise(generation, claimed.n > 0 ? (*tasks)[0].run_at : now);
-	return (int) claimed.n;
+	{
+		if (dasa_get_bool(&claimed, i, "promise_locked"))
+			read_task(&claimed, i, &(*tasks)[n++]);
+		else					/* left pending: claims must find it after this commit */
+			dasa_task_due_at_commit(dasa_get_timestamp(&claimed, i, "run_at"));
+	}
+	dasa_claim_floor_raise(claimer, claimed.n > 0 ? dasa_get_timestamp(&claimed, 0, "run_at") : now);
+	return n;
 }
 
 /* The claim's plan with the buffers it reads, run now (its locks last until commit). */
 List *
 dasa_tasks_explain_claim(int limit)
 {
-	uint64		generation;
-	TimestampTz floor = dasa_claim_floor_read(&generation);
+	TimestampTz floor = dasa_claim_floor_peek();
 	Datum		args[3] = {TimestampTzGetDatum(GetCurrentTimestamp()), Int32GetDatum(limit),
 	TimestampTzGetDatum(floor)};
 	DasaRows	plan = dasa_run(&explain_claim, args, NULL, 0);

@@ -13,10 +13,11 @@
  * that runs it. Whoever makes a task pending lowers the floor to the task's
  * run_at once it commits (wakeup.c); whoever gives a task back unfinished
  * (a batch ending early, a rolled-back claim or lock) lowers it to that
- * task's run_at, or to 0. A raise is dropped if any lowering came between
- * the claim's read and its raise (the generation): that claim's snapshot
- * may predate the task that lowered it. As a last resort against a path
- * nobody thought of, a claim reads from the start every few seconds.
+ * task's run_at, or to 0. A claim's snapshot may predate a task whose
+ * commit lowered the floor while the claim ran, so a raise goes no higher
+ * than any lowering made since that claim read the floor. As a last resort
+ * against a path nobody thought of, a claim reads from the start every few
+ * seconds.
  */
 #include "ipc/ipc.h"
 
@@ -30,49 +31,73 @@ dasa_claim_floor_init(DasaClaimFloor *f)
 {
 	SpinLockInit(&f->lock);
 	f->floor = 0;
-	f->generation = 0;
 	f->walked_at = 0;
+	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+		f->claiming[i] = false;
 }
 
-/* The floor for a claim about to start, and the generation it was read at. */
-TimestampTz
-dasa_claim_floor_read(uint64 *generation)
+static DasaClaimFloor *
+my_floor(void)
 {
 	DasaDatabase *db = dasa_my_database();
+
+	return db ? &db->claim_floor : NULL;
+}
+
+/* The floor for the claim executor claimer is about to make. */
+TimestampTz
+dasa_claim_floor_read(int claimer)
+{
+	DasaClaimFloor *f = my_floor();
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz floor;
-	DasaClaimFloor *f;
 
-	*generation = 0;
-	if (db == NULL)
+	if (f == NULL)
 		return 0;
-	f = &db->claim_floor;
 	SpinLockAcquire(&f->lock);
 	if (now - f->walked_at >= (TimestampTz) FULL_WALK_INTERVAL_MS * 1000)
 	{
 		f->walked_at = now;
 		f->floor = 0;
-		f->generation++;
 	}
 	floor = f->floor;
-	*generation = f->generation;
+	f->claiming[claimer] = true;
+	f->lowered[claimer] = DT_NOEND;
 	SpinLockRelease(&f->lock);
 	return floor;
 }
 
-/* A claim read at generation found nothing pending before to: raise the floor. */
-void
-dasa_claim_floor_raise(uint64 generation, TimestampTz to)
+/* The floor as it is, for a look at the claim's plan (no claim follows). */
+TimestampTz
+dasa_claim_floor_peek(void)
 {
-	DasaDatabase *db = dasa_my_database();
-	DasaClaimFloor *f;
+	DasaClaimFloor *f = my_floor();
+	TimestampTz floor;
 
-	if (db == NULL)
-		return;
-	f = &db->claim_floor;
+	if (f == NULL)
+		return 0;
 	SpinLockAcquire(&f->lock);
-	if (f->generation == generation && to > f->floor)
-		f->floor = to;
+	floor = f->floor;
+	SpinLockRelease(&f->lock);
+	return floor;
+}
+
+/* The claim of claimer found nothing pending and unheld before to: raise the floor. */
+void
+dasa_claim_floor_raise(int claimer, TimestampTz to)
+{
+	DasaClaimFloor *f = my_floor();
+
+	if (f == NULL)
+		return;
+	SpinLockAcquire(&f->lock);
+	if (f->claiming[claimer])
+	{
+		to = Min(to, f->lowered[claimer]);
+		if (to > f->floor)
+			f->floor = to;
+		f->claiming[claimer] = false;
+	}
 	SpinLockRelease(&f->lock);
 }
 
@@ -80,15 +105,15 @@ dasa_claim_floor_raise(uint64 generation, TimestampTz to)
 void
 dasa_claim_floor_lower(TimestampTz to)
 {
-	DasaDatabase *db = dasa_my_database();
-	DasaClaimFloor *f;
+	DasaClaimFloor *f = my_floor();
 
-	if (db == NULL)
+	if (f == NULL)
 		return;
-	f = &db->claim_floor;
 	SpinLockAcquire(&f->lock);
 	if (to < f->floor)
 		f->floor = to;
-	f->generation++;
+	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+		if (f->claiming[i] && to < f->lowered[i])
+			f->lowered[i] = to;
 	SpinLockRelease(&f->lock);
 }

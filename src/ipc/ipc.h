@@ -45,8 +45,9 @@ typedef struct DasaClaimFloor
 {
 	slock_t		lock;
 	TimestampTz floor;			/* 0: from the start */
-	uint64		generation;		/* bumped whenever floor is lowered */
 	TimestampTz walked_at;		/* last claim that read from the start */
+	bool		claiming[DASA_MAX_EXECUTORS];	/* a claim of this executor is under way */
+	TimestampTz lowered[DASA_MAX_EXECUTORS];	/* lowest the floor was lowered to meanwhile */
 } DasaClaimFloor;
 
 /* A database the launcher manages: its worker and executors. */
@@ -83,8 +84,9 @@ extern void dasa_wake_idle_executor(DasaDatabase *db);
 
 /* claim_floor.c */
 extern void dasa_claim_floor_init(DasaClaimFloor *f);
-extern TimestampTz dasa_claim_floor_read(uint64 *generation);
-extern void dasa_claim_floor_raise(uint64 generation, TimestampTz to);
+extern TimestampTz dasa_claim_floor_read(int claimer);
+extern void dasa_claim_floor_raise(int claimer, TimestampTz to);
+extern TimestampTz dasa_claim_floor_peek(void);
 extern void dasa_claim_floor_lower(TimestampTz to);
 
 /* wakeup.c: wake-ups that must happen at commit, never before */

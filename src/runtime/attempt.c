@@ -59,6 +59,13 @@ unrunnable(DasaTask *task)
 	return NULL;
 }
 
+/* Why task cannot run here at all (NULL if it can); as for an attempt. */
+ErrorData *
+dasa_attempt_unrunnable(DasaTask *task)
+{
+	return unrunnable(task);
+}
+
 /*
  * How long an attempt may go on after its timeout (ignoring the cancel, for
  * example by catching query_canceled in a loop) before its executor ends
@@ -123,9 +130,14 @@ give_way(void)
 	SetLatch(MyLatch);
 }
 
-/* Call the procedure as its role; the value is copied into keep. */
+/*
+ * Call the procedure as its role, search_path pinned, every setting it
+ * changes undone afterwards; the value is copied into keep. timed: an
+ * attempt of its own (its timeouts, and its deferred triggers fired at its
+ * end); else a child run inside its parent's attempt, under the parent's.
+ */
 static Jsonb *
-call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
+call_procedure(DasaTask *task, bool after_others, bool timed, MemoryContext keep)
 {
 	FmgrInfo	flinfo;
 	LOCAL_FCINFO(call, 1);
@@ -149,8 +161,11 @@ call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 								 GUC_ACTION_SAVE, true, 0, false);
 		enable_timeout_after(give_way_timeout, DASA_BATCH_RUN_MS);
 	}
-	enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
-	enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);
+	if (timed)
+	{
+		enable_timeout_after(STATEMENT_TIMEOUT, attempt_timeout_ms(task));
+		enable_timeout_after(overrun_timeout, attempt_timeout_ms(task) + OVERRUN_GRACE_MS);
+	}
 	result = FunctionCallInvoke(call);
 
 	/*
@@ -158,10 +173,13 @@ call_procedure(DasaTask *task, bool after_others, MemoryContext keep)
 	 * and inside its subtransaction: one that fails is this attempt's
 	 * failure, not the whole batch's at commit.
 	 */
-	AfterTriggerFireDeferred();
-	disable_timeout(STATEMENT_TIMEOUT, false);
-	disable_timeout(overrun_timeout, false);
-	disable_timeout(give_way_timeout, false);
+	if (timed)
+	{
+		AfterTriggerFireDeferred();
+		disable_timeout(STATEMENT_TIMEOUT, false);
+		disable_timeout(overrun_timeout, false);
+		disable_timeout(give_way_timeout, false);
+	}
 	/* Undo every setting the code changed, even with plain SET. */
 	AtEOXact_GUC(false, nest);
 	dasa_restore_user(&save);
@@ -214,7 +232,7 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	MemoryContextSwitchTo(keep);
 	PG_TRY();
 	{
-		out->value = call_procedure(task, after_others, keep);
+		out->value = call_procedure(task, after_others, true, keep);
 		if (dasa_attempt_used_temp_objects() && !out->context->suspended)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -268,4 +286,11 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	gave_way = false;
 	MemoryContextSwitchTo(keep);
 	CurrentResourceOwner = owner;
+}
+
+/* Call task's procedure inside the running attempt, under its timeouts; the value is copied into keep. */
+Jsonb *
+dasa_call_inline(DasaTask *task, MemoryContext keep)
+{
+	return call_procedure(task, false, false, keep);
 }

@@ -75,23 +75,30 @@ typedef struct Pace
 {
 	char	   *function;		/* the key */
 	double		mean_ms;
+	bool		no_inline;		/* failed or suspended when run inside its parent's attempt */
 } Pace;
 
 static HTAB *paces = NULL;
 static bool alone_next = false;
 
+static Pace *
+pace_of(const char *function)
+{
+	return paces ? hash_search(paces, &function, HASH_FIND, NULL) : NULL;
+}
+
 static bool
 runs_quickly(const char *function)
 {
-	Pace	   *p = paces ? hash_search(paces, &function, HASH_FIND, NULL) : NULL;
+	Pace	   *p = pace_of(function);
 
 	return p != NULL && p->mean_ms <= DASA_BATCH_RUN_MS;
 }
 
-static void
-note_run(const char *function, TimestampTz started)
+/* The pace entry of function, made if new (with a mean of ms). */
+static Pace *
+pace_entry(const char *function, double ms)
 {
-	double		ms = (double) (GetCurrentTimestamp() - started) / 1000.0;
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	bool		found;
 	Pace	   *p;
@@ -103,10 +110,49 @@ note_run(const char *function, TimestampTz started)
 	{
 		p->function = pstrdup(function);
 		p->mean_ms = ms;
+		p->no_inline = false;
 	}
-	else
-		p->mean_ms = 0.7 * p->mean_ms + 0.3 * ms;
 	MemoryContextSwitchTo(old);
+	return p;
+}
+
+static void
+note_run(const char *function, TimestampTz started)
+{
+	double		ms = (double) (GetCurrentTimestamp() - started) / 1000.0;
+	Pace	   *p = pace_entry(function, ms);
+
+	p->mean_ms = 0.7 * p->mean_ms + 0.3 * ms;
+}
+
+/* May an awaited child of function run inside its parent's attempt (runtime/inline.c)? */
+bool
+dasa_function_inlines(const char *function)
+{
+	Pace	   *p = pace_of(function);
+
+	return p != NULL && p->mean_ms <= DASA_BATCH_RUN_MS && !p->no_inline;
+}
+
+void
+dasa_function_inline_failed(const char *function)
+{
+	pace_entry(function, DASA_BATCH_RUN_MS)->no_inline = true;
+}
+
+/*
+ * Until when the attempt of task starting now may run its awaited children
+ * inside it (runtime/inline.c): half its timeout (or of the time left to
+ * its deadline), or half the time it has before it gives way to the rest
+ * of its batch.
+ */
+static TimestampTz
+inline_until(DasaTask *task, TimestampTz started, bool after_others)
+{
+	double		ms = after_others ? DASA_BATCH_RUN_MS : task->timeout_ms;
+	double		to_deadline_ms = (double) (task->timeout_at - started) / 1000.0;
+
+	return started + (TimestampTz) (Min(ms, to_deadline_ms) * 1000.0 / 2.0);
 }
 
 /*
@@ -134,7 +180,9 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	show_running(task);
 	dasa_crash_record_set(task);
 	started = GetCurrentTimestamp();
+	dasa_inline_permit(task->crashes > 0 ? 0 : inline_until(task, started, after_others));
 	dasa_run_attempt(task, after_others, &attempt);
+	dasa_inline_permit(0);
 	note_run(task->function, started);
 	dasa_crash_record_clear();
 	show_running(NULL);
@@ -239,7 +287,7 @@ run_batch(TimestampTz *next_due)
 		bool		stop = false;
 
 		alone_next = false;
-		n = dasa_tasks_claim(now, limit, &tasks);
+		n = dasa_tasks_claim(my_index, now, limit, &tasks);
 		if (n > 0 && !dasa_origin_runnable())
 		{
 			unrun_due = tasks[0].run_at;
@@ -475,6 +523,7 @@ dasa_executor_main(Datum main_arg)
 	before_shmem_exit(release_slot, (Datum) 0);
 	dasa_crash_record_open(dboid, my_index);
 	before_shmem_exit(count_overrun_on_exit, (Datum) 0);
+	dasa_inline_install();
 	count_crashed_attempts();
 	executor_loop();
 	proc_exit(0);

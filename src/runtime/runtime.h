@@ -26,6 +26,16 @@ typedef struct DasaAttempt
 } DasaAttempt;
 
 extern void dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out);
+extern ErrorData *dasa_attempt_unrunnable(DasaTask *task);
+extern Jsonb *dasa_call_inline(DasaTask *task, MemoryContext keep);
+
+/* inline.c: an awaited child run at once inside its parent's attempt */
+extern void dasa_inline_install(void);
+extern void dasa_inline_permit(TimestampTz until);
+
+/* executor.c: what this executor learned of each function */
+extern bool dasa_function_inlines(const char *function);
+extern void dasa_function_inline_failed(const char *function);
 
 /*
  * How long an attempt may run after others in its batch (their results

@@ -80,7 +80,8 @@ END \$\$;
 CREATE FUNCTION as_fickle(args jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 BEGIN
   IF nextval('as_fickle_runs') = 1 THEN
-    RETURN dasa.await(dasa.invoke('as_child', '{\"n\": 1}'));
+    -- a child that suspends (a quick one would run inside this attempt)
+    RETURN dasa.await(dasa.invoke('as_sleeper', '{\"seconds\": 0.1}'));
   END IF;
   RETURN dasa.await(dasa.invoke('as_fib', '{\"n\": 1}'));
 END \$\$;

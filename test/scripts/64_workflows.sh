@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Workflows at scale, through the replay paths that answer from memory: a
-# 200-step chain (right result, each step run once, one replay per step), a
-# 100,000-child fan-out summed by one dasa.await_all, and a 60-step chain
-# whose executors are killed (kill -9) at a random step: each step's effect
-# exactly once. A replay that makes a different call where it recorded a
-# child is still refused.
+# Workflows at scale: a 200-step chain whose quick steps run inside the
+# chain's own attempt (right result, each step run once, a handful of
+# suspensions instead of one per step), a 100,000-child fan-out summed by
+# one dasa.await_all, a 60-step chain of slow steps (one suspension and
+# replay per step) whose executors are killed (kill -9) at a random step,
+# and a 300-step chain killed while its steps run inside its attempt: each
+# step's effect exactly once. A replay that makes a different call where it
+# recorded a child is still refused.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_workflows
@@ -19,11 +21,17 @@ BEGIN
   INSERT INTO wf_runs VALUES (dasa.current_invocation());
   RETURN a->'i';
 END \$\$;
+CREATE FUNCTION wf_slow_step(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  PERFORM pg_sleep(0.06);
+  INSERT INTO wf_runs VALUES (dasa.current_invocation());
+  RETURN a->'i';
+END \$\$;
 CREATE FUNCTION wf_chain(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
 DECLARE total bigint := 0;
 BEGIN
   FOR i IN 1..(a->>'n')::int LOOP
-    total := total + dasa.await(dasa.invoke('wf_step', jsonb_build_object('i', i)))::bigint;
+    total := total + dasa.await(dasa.invoke(coalesce(a->>'step', 'wf_step'), jsonb_build_object('i', i)))::bigint;
   END LOOP;
   RETURN to_jsonb(total);
 END \$\$;
@@ -49,6 +57,7 @@ END \$\$;
 CREATE FUNCTION wf_gate(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT dasa.await(''gate'')';
 SELECT count(*) FROM dasa.create_promise('gate', '1 hour');
 SELECT count(*) FROM (SELECT dasa.register('wf_step', 'wf_step(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('wf_slow_step', 'wf_slow_step(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
   UNION ALL SELECT dasa.register('wf_chain', 'wf_chain(jsonb)', max_attempts => 50, initial_backoff => '10 ms')
   UNION ALL SELECT dasa.register('wf_plain', 'wf_plain(jsonb)')
   UNION ALL SELECT dasa.register('wf_fan', 'wf_fan(jsonb)', timeout => '10 minutes')
@@ -59,7 +68,11 @@ SELECT count(*) FROM (SELECT dasa.register('wf_step', 'wf_step(jsonb)', max_atte
 is "$(q $db "CALL dasa.call('wf_chain', '{\"n\": 200}', 'chain-200')")" 20100 "a 200-step chain sums 1..200"
 is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs WHERE invocation LIKE 'chain-200.%'")" \
    "200 200" "each of its 200 steps ran once"
-is "$(q $db "SELECT replays FROM dasa.tasks WHERE id = 'chain-200'")" 200 "the chain ran once per step (200 suspensions)"
+replays=$(q $db "SELECT replays FROM dasa.tasks WHERE id = 'chain-200'")
+diag "the 200-step chain suspended $replays times"
+ok "its quick steps ran inside its attempt: at most 10 suspensions, not one per step ($replays)" test "$replays" -le 10
+is "$(q $db "SELECT count(*) FROM dasa.promises WHERE id LIKE 'chain-200.%' AND state = 'resolved' AND settled_at IS NOT NULL")" 200 \
+   "every step's promise is resolved"
 
 # A 100,000-child fan-out.
 started=$SECONDS
@@ -70,10 +83,11 @@ is "$(q $db "SELECT replays || ' ' || (SELECT count(*) FROM dasa.promises WHERE 
    "1 100000" "with one suspension, every child resolved"
 is "$(q $db "SELECT count(*) FROM dasa.callbacks")" 0 "no callback is left behind"
 
-# A chain killed at a random step.
+# A chain of slow steps (each runs in a batch of its own, the chain
+# suspending on it) killed at a random step.
 n=60
 kill_at=$((5 + RANDOM % 45))
-q $db "SELECT dasa.invoke('wf_chain', '{\"n\": $n}', 'chain-kill')" >/dev/null
+q $db "SELECT dasa.invoke('wf_chain', '{\"n\": $n, \"step\": \"wf_slow_step\"}', 'chain-kill')" >/dev/null
 ok "the chain reaches step $kill_at" wait_for 30 $db "SELECT count(*) >= $kill_at FROM wf_runs WHERE invocation LIKE 'chain-kill.%'"
 for pid in $(q $db "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = '$db'"); do
   kill -9 "$pid" 2>/dev/null
@@ -84,6 +98,33 @@ ok "after kill -9 of the executors, the chain finishes" wait_for 60 $db \
 is "$(q $db "SELECT value FROM dasa.promises WHERE id = 'chain-kill'")" $((n * (n + 1) / 2)) "with the right sum"
 is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs WHERE invocation LIKE 'chain-kill.%'")" \
    "$n $n" "each step's effect is there exactly once"
+
+# A chain killed while its steps run inside its attempt (5 ms each): the
+# attempt dies with everything it did; the chain, counted as crashed once,
+# goes on step by step.
+q $db "TRUNCATE wf_runs" >/dev/null
+q $db "CREATE OR REPLACE FUNCTION wf_step(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  PERFORM pg_sleep(0.005);
+  INSERT INTO wf_runs VALUES (dasa.current_invocation());
+  RETURN a->'i';
+END \$\$" >/dev/null
+n=300
+q $db "SELECT dasa.invoke('wf_chain', '{\"n\": $n}', 'chain-inline-kill')" >/dev/null
+ok "the chain runs its steps inside one attempt" wait_for 30 $db \
+   "SELECT count(*) > 0 FROM pg_stat_activity WHERE query LIKE 'dasa: wf_chain (chain-inline-kill)'"
+sleep "0.$((3 + RANDOM % 6))"
+diag "step effects visible while the attempt runs: $(q $db "SELECT count(*) FROM wf_runs")"
+for pid in $(q $db "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = '$db'"); do
+  kill -9 "$pid" 2>/dev/null
+done
+wait_ready 30 >/dev/null
+ok "after kill -9 of the executors, the chain finishes" wait_for 120 $db \
+   "SELECT state = 'resolved' FROM dasa.promises WHERE id = 'chain-inline-kill'"
+is "$(q $db "SELECT value FROM dasa.promises WHERE id = 'chain-inline-kill'")" $((n * (n + 1) / 2)) "with the right sum"
+is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs WHERE invocation LIKE 'chain-inline-kill.%'")" \
+   "$n $n" "each step's effect is there exactly once"
+is "$(q $db "SELECT crashes FROM dasa.tasks WHERE id = 'chain-inline-kill'")" 1 "the chain's attempt was counted as crashed once"
 
 # A replay that makes a different call where a child was recorded is refused.
 q $db "SELECT dasa.invoke('wf_fickle', '{}', 'fickle')" >/dev/null

@@ -1,0 +1,136 @@
+/*
+ * inline.c: the executor's half of running an awaited child at once
+ * (core/inline.c says why and when it may be tried).
+ *
+ * Only a child whose function this executor has seen finish quickly and
+ * never fail or suspend when run this way: the child runs under its
+ * parent's timeout, not its own, so a slow one would spend the parent's
+ * time, and one that fails or awaits is better run as usual (its failure
+ * counted, its retries spaced, its awaits suspending it alone). Whatever
+ * goes wrong, the child's subtransaction is rolled back and the parent
+ * suspends on it as it would have without this. Nothing is run this way
+ * in an attempt that crashed its executor before (the crash would be
+ * counted against the parent), nor deeper than a few children down.
+ */
+#include "runtime/runtime.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+/* Children run inside children inside the attempt, at most. */
+#define MAX_INLINE_DEPTH 4
+
+/* A child whose function allows attempts shorter than this runs as usual. */
+#define MIN_CHILD_TIMEOUT_MS 1000.0
+
+static TimestampTz permitted_until = 0;
+static int	depth = 0;
+
+/*
+ * Children of the attempt about to run may run inside it until then (0:
+ * none may): the attempt's timeout, or its give-way time, must not be
+ * spent by them; past it a child runs as usual and the parent suspends.
+ */
+void
+dasa_inline_permit(TimestampTz until)
+{
+	permitted_until = until;
+	depth = 0;
+}
+
+/*
+ * Run child (its row is ours, uncommitted) in a subtransaction, its own
+ * context current, then parent's again; true if it returned a value in
+ * time, kept in *value. An error that is the parent's (its timeout, a
+ * cancel) goes on up.
+ */
+static bool
+run_child(DasaContext *parent, DasaTask *child, Jsonb **value)
+{
+	MemoryContext keep = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool ok = false;
+
+	dasa_context_begin(child);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(keep);
+	depth++;
+	PG_TRY();
+	{
+		*value = dasa_call_inline(child, keep);
+		ok = !dasa_suspending_context()->suspended && GetCurrentTimestamp() < child->timeout_at &&
+			!dasa_attempt_used_temp_objects();
+		if (ok)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *error;
+
+		depth--;
+		(void) dasa_context_swap(parent);
+		MemoryContextSwitchTo(keep);
+		error = CopyErrorData();
+		if (error->sqlerrcode == ERRCODE_QUERY_CANCELED || error->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		depth++;
+	}
+	PG_END_TRY();
+	depth--;
+	(void) dasa_context_swap(parent);
+	MemoryContextSwitchTo(keep);
+	CurrentResourceOwner = owner;
+	return ok;
+}
+
+/* Load id, the attempt's own pending child, locked; false if it cannot run here. */
+static bool
+load_child(const char *id, DasaTask *child)
+{
+	return dasa_task_load(id, child) && child->queue == NULL && child->promise_pending &&
+		strcmp(child->state, "pending") == 0 && child->timeout_ms >= MIN_CHILD_TIMEOUT_MS &&
+		dasa_attempt_unrunnable(child) == NULL;
+}
+
+/* The runner core/inline.c calls: run id, the attempt's own child, and settle it. */
+static bool
+run_inline(DasaContext *c, const char *id, const char *function)
+{
+	DasaUserSave save;
+	DasaTask	child;
+	Jsonb	   *value = NULL;
+	bool		ran = false;
+
+	if (GetCurrentTimestamp() >= permitted_until || depth >= MAX_INLINE_DEPTH ||
+		!dasa_function_inlines(function))
+		return false;
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	if (load_child(id, &child))
+	{
+		ran = run_child(c, &child, &value);
+		if (ran)
+		{
+			Jsonb	   *values[1] = {value};
+			int			attempts = child.attempt + 1;
+
+			(void) dasa_settle(1, &child.id, "resolved", values, false);
+			dasa_tasks_complete(1, &child.id, &attempts, &child.version);
+		}
+		else
+			dasa_function_inline_failed(function);
+	}
+	SPI_finish();
+	dasa_restore_user(&save);
+	return ran;
+}
+void
+dasa_inline_install(void)
+{
+	dasa_inline_set_runner(run_inline);
+}
