@@ -126,7 +126,7 @@ typedef struct DasaTask
 } DasaTask;
 
 /* inline.c: an awaited child run at once inside its parent's attempt */
-typedef bool (*DasaInlineRunner) (DasaContext *parent, const char *id, const char *function);
+typedef bool (*DasaInlineRunner) (DasaContext *parent, const DasaCreated *child);
 extern void dasa_inline_set_runner(DasaInlineRunner run);
 extern bool dasa_inline_try(DasaContext *c, const char *id);
 

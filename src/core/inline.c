@@ -36,5 +36,5 @@ dasa_inline_try(DasaContext *c, const char *id)
 
 	if (runner == NULL || made == NULL || made->function == NULL || made->queue != NULL)
 		return false;
-	return runner(c, id, made->function);
+	return runner(c, made);
 }

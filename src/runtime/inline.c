@@ -15,6 +15,8 @@
 #include "runtime/runtime.h"
 
 #include "access/xact.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 
@@ -88,18 +90,38 @@ run_child(DasaContext *parent, DasaTask *child, Jsonb **value)
 	return ok;
 }
 
-/* Load id, the attempt's own pending child, locked; false if it cannot run here. */
+/*
+ * The task of made, the attempt's own child, as written moments ago (no
+ * other session can see or change it yet, so nothing is read back but its
+ * registration); false if it cannot run here.
+ */
 static bool
-load_child(const char *id, DasaTask *child)
+child_task(DasaContext *c, const DasaCreated *made, DasaTask *child)
 {
-	return dasa_task_load(id, child) && child->queue == NULL && child->promise_pending &&
-		strcmp(child->state, "pending") == 0 && child->timeout_ms >= MIN_CHILD_TIMEOUT_MS &&
-		dasa_attempt_unrunnable(child) == NULL;
+	DasaLookup	fn;
+
+	if (!dasa_registry_lookup(made->function, &fn) || fn.queue != NULL)
+		return false;
+	memset(child, 0, sizeof(*child));
+	child->id = made->id;
+	child->function = made->function;
+	child->root_id = c->root_id;
+	child->args = made->param ? made->param :
+		DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	child->timeout_at = made->timeout_at;
+	child->run_as = made->owner;
+	child->registered = true;
+	child->proc = fn.proc;
+	child->state = "pending";
+	child->promise_pending = true;
+	child->timeout_ms = (double) fn.timeout.time / 1000.0 +
+		((double) fn.timeout.day + 30.0 * fn.timeout.month) * 86400000.0;
+	return child->timeout_ms >= MIN_CHILD_TIMEOUT_MS && dasa_attempt_unrunnable(child) == NULL;
 }
 
-/* The runner core/inline.c calls: run id, the attempt's own child, and settle it. */
+/* The runner core/inline.c calls: run made, the attempt's own child, and settle it. */
 static bool
-run_inline(DasaContext *c, const char *id, const char *function)
+run_inline(DasaContext *c, const DasaCreated *made)
 {
 	DasaUserSave save;
 	DasaTask	child;
@@ -107,28 +129,29 @@ run_inline(DasaContext *c, const char *id, const char *function)
 	bool		ran = false;
 
 	if (GetCurrentTimestamp() >= permitted_until || depth >= MAX_INLINE_DEPTH ||
-		!dasa_function_inlines(function))
+		!dasa_function_inlines(made->function))
 		return false;
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (load_child(id, &child))
+	if (child_task(c, made, &child))
 	{
 		ran = run_child(c, &child, &value);
 		if (ran)
 		{
 			Jsonb	   *values[1] = {value};
-			int			attempts = child.attempt + 1;
+			int			attempts = 1;
 
 			(void) dasa_settle(1, &child.id, "resolved", values, false);
 			dasa_tasks_complete(1, &child.id, &attempts, &child.version);
 		}
 		else
-			dasa_function_inline_failed(function);
+			dasa_function_inline_failed(made->function);
 	}
 	SPI_finish();
 	dasa_restore_user(&save);
 	return ran;
 }
+
 void
 dasa_inline_install(void)
 {
