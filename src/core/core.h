@@ -179,6 +179,7 @@ extern bool dasa_promise_hold_pending(DasaTask *task);
 extern void dasa_raise_not_found(const char *id) pg_attribute_noreturn();
 
 /* settle.c: the one writer of promise states */
+extern bool dasa_settle_inline_child(const char *id, Jsonb *value, int64 version);
 extern DasaRows dasa_settle(int n, char **ids, const char *state, Jsonb **values,
 							bool deadline_applies);
 extern DasaRows dasa_settle_or_read(const char *id, const char *state, Jsonb *value, Oid role);

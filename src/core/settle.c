@@ -54,6 +54,20 @@ static DasaStatement settle_one = {
 };
 
 /*
+ * Resolve $1 with $2 at $4 and complete its task (still at version $3): a
+ * child its parent's attempt ran inside itself (runtime/inline.c), which
+ * nobody else can see yet, so nothing else can follow from it.
+ */
+static DasaStatement settle_inline_child = {
+	.sql = "WITH p AS (UPDATE dasa.promises SET state = 'resolved', value = $2, settled_at = $4"
+	"  WHERE id = $1 AND state = 'pending' RETURNING id) "
+	"UPDATE dasa.tasks SET state = 'completed', attempt = 1, completed_at = $4"
+	"  WHERE id = $1 AND version = $3 AND EXISTS (SELECT 1 FROM p) RETURNING id",
+	.args = {TEXTOID, JSONBOID, INT8OID, TIMESTAMPTZOID},
+	.columns = {"id"},
+};
+
+/*
  * Every pending promise under the promises $1, at any depth: what an
  * invocation started ends with it. UNION, not UNION ALL, so that even a
  * corrupted tree with a cycle ends. The children of each level are found
@@ -249,3 +263,23 @@ dasa_settle_if_expired(const char *id)
 	dasa_promise_read_row(&rows, 0, &read);
 	return strcmp(read.state, "pending") != 0;
 }
+
+/*
+ * The running attempt ran its own child id inside itself and got value:
+ * resolve it and complete its task in one statement. False if it was no
+ * longer pending.
+ */
+bool
+dasa_settle_inline_child(const char *id, Jsonb *value, int64 version)
+{
+	Datum		args[4] = {CStringGetTextDatum(id), PointerGetDatum(value), Int64GetDatum(version),
+	TimestampTzGetDatum(GetCurrentTimestamp())};
+	char		nulls[4] = {' ', value ? ' ' : 'n', ' ', ' '};
+
+	if (dasa_run(&settle_inline_child, args, nulls, 0).n == 0)
+		return false;
+	dasa_recorded_settled(dasa_suspending_context(), id);
+	dasa_wake_at_commit_settled(id);
+	return true;
+}
+

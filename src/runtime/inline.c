@@ -135,16 +135,8 @@ run_inline(DasaContext *c, const DasaCreated *made)
 	SPI_connect();
 	if (child_task(c, made, &child))
 	{
-		ran = run_child(c, &child, &value);
-		if (ran)
-		{
-			Jsonb	   *values[1] = {value};
-			int			attempts = 1;
-
-			(void) dasa_settle(1, &child.id, "resolved", values, false);
-			dasa_tasks_complete(1, &child.id, &attempts, &child.version);
-		}
-		else
+		ran = run_child(c, &child, &value) && dasa_settle_inline_child(child.id, value, child.version);
+		if (!ran)
 			dasa_function_inline_failed(made->function);
 	}
 	SPI_finish();
