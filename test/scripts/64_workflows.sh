@@ -126,6 +126,36 @@ is "$(q $db "SELECT count(*) || ' ' || count(DISTINCT invocation) FROM wf_runs W
    "$n $n" "each step's effect is there exactly once"
 is "$(q $db "SELECT crashes FROM dasa.tasks WHERE id = 'chain-inline-kill'")" 1 "the chain's attempt was counted as crashed once"
 
+# A child that fails when run inside its parent: rolled back with its
+# effect, it runs as usual, its failures counted there, and the parent gets
+# its value. (The sequence is not rolled back: it fails its first two calls.)
+q $db "
+CREATE SEQUENCE wf_flaky_calls;
+CREATE FUNCTION wf_flaky(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  INSERT INTO wf_runs VALUES (dasa.current_invocation());
+  IF (a->>'fail')::boolean AND nextval('wf_flaky_calls') <= 2 THEN
+    RAISE EXCEPTION 'flaky';
+  END IF;
+  RETURN a->'i';
+END \$\$;
+CREATE FUNCTION wf_flaky_parent(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  RETURN dasa.await(dasa.invoke('wf_flaky', a));
+END \$\$;
+SELECT count(*) FROM (SELECT dasa.register('wf_flaky', 'wf_flaky(jsonb)', max_attempts => 5, initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('wf_flaky_parent', 'wf_flaky_parent(jsonb)')) r" >/dev/null
+q $db "SELECT count(dasa.invoke('wf_flaky_parent', jsonb_build_object('i', i, 'fail', false), 'flaky-ok-' || i))
+  FROM generate_series(1, 20) i" >/dev/null
+ok "20 parents of children that succeed settle (the executors learn the child is quick)" wait_for 30 $db \
+   "SELECT count(*) = 20 FROM dasa.promises WHERE id LIKE 'flaky-ok-%' AND parent_id IS NULL AND state = 'resolved'"
+q $db "SELECT dasa.invoke('wf_flaky_parent', '{\"i\": 7, \"fail\": true}', 'flaky')" >/dev/null
+ok "a parent whose child fails at first settles" wait_for 30 $db "SELECT state <> 'pending' FROM dasa.promises WHERE id = 'flaky'"
+is "$(q $db "SELECT state || ' ' || value FROM dasa.promises WHERE id = 'flaky'")" "resolved 7" "with the child's value"
+is "$(q $db "SELECT count(*) FROM wf_runs WHERE invocation = 'flaky.1'")" 1 "the child's effect is there once"
+is "$(q $db "SELECT (SELECT count(*) FROM dasa.attempts WHERE task_id = 'flaky.1') = t.attempt - 1 AND t.attempt >= 2
+             FROM dasa.tasks t WHERE t.id = 'flaky.1'")" t "its failed attempts are each recorded, and it succeeded after them"
+
 # A replay that makes a different call where a child was recorded is refused.
 q $db "SELECT dasa.invoke('wf_fickle', '{}', 'fickle')" >/dev/null
 ok "the fickle function suspends on its first child" wait_for 10 $db "SELECT replays >= 1 FROM dasa.tasks WHERE id = 'fickle'"
