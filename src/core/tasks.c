@@ -193,9 +193,9 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 
 /*
  * Claim up to limit due tasks (locked until commit) for executor claimer
- * (its index); returns how many. The
- * floor rises to the first one taken: the caller lowers it again for any
- * of them it leaves pending (dasa_claim_floor_lower, after its commit).
+ * (its index); returns how many. The floor rises to the first one taken:
+ * the caller lowers it again for any of them it leaves pending
+ * (dasa_claim_floor_lower, after its commit).
  */
 int
 dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
@@ -203,7 +203,6 @@ dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
 	TimestampTz floor = dasa_claim_floor_read(claimer);
 	Datum		args[3] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor)};
 	DasaRows	claimed = dasa_run(&claim_tasks, args, NULL, 0);
-
 	int			n = 0;
 
 	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
