@@ -3,9 +3,10 @@
  *
  * Shared memory holds hints only, never the truth (that lives in tables):
  * which databases the launcher manages and which process holds which slot
- * there, which sessions sleep in dasa.await, and the next deadline a
- * database worker should wake for. Wake-ups owed by a transaction are sent
- * at its commit, never before.
+ * there, which sessions sleep in dasa.await, the next deadline a database
+ * worker should wake for, and where its executors' claims start reading
+ * the queue. Wake-ups owed by a transaction are sent at its commit, never
+ * before.
  */
 #ifndef DASA_IPC_H
 #define DASA_IPC_H

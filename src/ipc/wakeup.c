@@ -2,11 +2,13 @@
  * wakeup.c: wake-ups that a transaction owes others once it commits.
  *
  * Settling a promise wakes its awaiters, a new deadline may wake the
- * database worker earlier, a new task wakes an idle executor, and CREATE
- * EXTENSION wakes the launcher. All of it
- * is collected during the transaction and sent from the commit callback,
- * after the changes are visible: a process woken earlier would read the old
- * state and go back to sleep. An abort sends nothing.
+ * database worker earlier, a new task wakes an idle executor (after
+ * lowering the claim floor to it, claim_floor.c), and CREATE EXTENSION
+ * wakes the launcher. All of it is collected during the transaction and
+ * sent from the commit callback, after the changes are visible: a process
+ * woken earlier would read the old state and go back to sleep. An abort
+ * sends nothing, except that one which held pending tasks locked sends
+ * claims back to the start of the queue.
  */
 #include "ipc/ipc.h"
 
