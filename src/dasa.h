@@ -19,7 +19,7 @@
 #include "utils/timestamp.h"
 
 /* The version of the SQL objects this library works with. */
-#define DASA_SCHEMA_VERSION "0.7.0"
+#define DASA_SCHEMA_VERSION "0.8.0"
 
 /*
  * The oldest installed version whose objects still fit every statement not
@@ -56,6 +56,7 @@ extern int	dasa_max_databases;
 extern int	dasa_executors_per_database;
 extern int	dasa_executor_batch_size;
 extern int	dasa_executor_poll_ms;
+extern int	dasa_retention_s;
 extern void dasa_define_settings(void);
 
 #endif							/* DASA_H */

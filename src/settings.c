@@ -6,6 +6,8 @@
  */
 #include "dasa.h"
 
+#include <limits.h>
+
 #include "utils/guc.h"
 
 int			dasa_launcher_naptime_ms = 5000;
@@ -16,6 +18,7 @@ int			dasa_max_databases = 16;
 int			dasa_executors_per_database = 2;
 int			dasa_executor_batch_size = 1000;
 int			dasa_executor_poll_ms = 1000;
+int			dasa_retention_s = 7 * 24 * 3600;
 
 /* Define every dasa.* setting; called once from _PG_init. */
 void
@@ -68,6 +71,12 @@ dasa_define_settings(void)
 							"Invoking transactions wake an executor at commit; this is the safety net.",
 							&dasa_executor_poll_ms, 1000, 10, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dasa.retention",
+							"How long settled history is kept: a tree goes once its root has been settled this long.",
+							"0 keeps everything. The dasa worker of each database removes it in short transactions; dasa.purge does it on demand.",
+							&dasa_retention_s, 7 * 24 * 3600, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dasa");
 }

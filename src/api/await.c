@@ -40,6 +40,8 @@ dasa_await_read(const char *id, DasaAwaitRead *read, MemoryContext caller_cxt)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("promise \"%s\" does not exist", id),
 				 errhint("Create it with dasa.create_promise before awaiting it.")));
+	if (running != NULL)
+		dasa_context_note_read(running, id);
 }
 
 /* Errors for a pending promise that this session could wait on forever. */

@@ -208,6 +208,27 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, const
 }
 
 /*
+ * Note that c awaited promise id, not one of its children: if the task runs
+ * again, its replay reads it again, so retention must keep it (a hold).
+ */
+void
+dasa_context_note_read(DasaContext *c, const char *id)
+{
+	MemoryContext old;
+	char	   *kept;
+
+	if (c->entered || (c->read_set != NULL && dasa_idset_contains(c->read_set, id)))
+		return;
+	old = MemoryContextSwitchTo(c->memory);
+	if (c->read_set == NULL)
+		c->read_set = dasa_id_table("dasa promises read", 16, sizeof(char *));
+	kept = pstrdup(id);
+	(void) dasa_idset_add(c->read_set, kept);
+	c->read_elsewhere = lappend(c->read_elsewhere, kept);
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Remember a child an earlier attempt recorded, found again by this one:
  * nothing to write for it, and nothing to wait for if it had settled.
  */

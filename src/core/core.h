@@ -18,6 +18,9 @@
  *   external.c   external workers: claims, leases, heartbeats, notifications
  *   listeners.c  channels notified when a promise settles
  *   sweep.c      which promises have expired, and the next deadline
+ *   cron.c       cron expressions and their next firing (no table access)
+ *   schedules.c  schedules, and their firings as invocations
+ *   retention.c  settled trees removed, and what a task may still read
  *   context.c    the invocation an executor runs now, and its children's ids
  *   timeout_rule.c the timeout rule as readers see it
  *
@@ -30,6 +33,7 @@
 #include "storage/storage.h"
 
 #include "access/htup.h"
+#include "pgtime.h"
 #include "storage/itemptr.h"
 #include "utils/elog.h"
 
@@ -89,6 +93,8 @@ typedef struct DasaContext
 	int			children;		/* children named so far in this attempt */
 	List	   *created;		/* DasaCreated */
 	List	   *awaited;		/* ids it suspended on */
+	List	   *read_elsewhere; /* promises it awaited that are not its children */
+	struct HTAB *read_set;		/* the same, as a set */
 	bool		await_any;
 	bool		suspended;
 	bool		final;			/* failed in a way no retry can mend */
@@ -140,6 +146,7 @@ extern void dasa_context_begin(DasaTask *task);
 extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
 extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
+extern void dasa_context_note_read(DasaContext *c, const char *id);
 extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
 								 const char *queue, Jsonb *param, Jsonb *tags,
 								 TimestampTz timeout_at, Oid owner);
@@ -213,6 +220,8 @@ extern void dasa_listeners_fire(List *ids);
 /* invocations.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 								  Interval *timeout, Oid caller);
+extern char *dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
+								Jsonb *tags, Oid caller);
 extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded,
 								 const char *function);
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
@@ -274,6 +283,7 @@ typedef struct DasaLookup
 } DasaLookup;
 
 extern bool dasa_registry_lookup(const char *name, DasaLookup *out);
+extern void dasa_check_may_invoke(const char *name, Oid caller, DasaLookup *fn);
 extern void dasa_registry_check_queue(const char *queue, const char *except_function, Oid role);
 extern void dasa_registry_check_owner(const char *name, Oid caller);
 extern DasaRows dasa_registry_upsert(const DasaRegistration *r);
@@ -282,5 +292,60 @@ extern bool dasa_registry_delete(const char *name);
 /* sweep.c */
 extern int	dasa_sweep_expired(TimestampTz now, int batch);
 extern TimestampTz dasa_next_deadline(TimestampTz now, TimestampTz until);
+
+/* cron.c: cron expressions */
+typedef struct DasaCron
+{
+	uint64		minutes;		/* bit n: minute n matches */
+	uint32		hours;
+	uint32		days;			/* of the month, bits 1 to 31 */
+	uint32		months;			/* bits 1 to 12 */
+	uint32		weekdays;		/* bits 0 (Sunday) to 6 */
+	bool		any_day;		/* the day-of-month field starts with '*' */
+	bool		any_weekday;	/* the day-of-week field starts with '*' */
+	int			every_seconds;	/* > 0: the 'N seconds' form */
+} DasaCron;
+
+extern void dasa_cron_parse(const char *text, DasaCron *cron);
+extern TimestampTz dasa_cron_next(const DasaCron *cron, TimestampTz after, pg_tz *tz);
+extern pg_tz *dasa_time_zone(const char *name);
+
+/* schedules.c */
+typedef struct DasaSchedule
+{
+	char	   *name;
+	char	   *cron;
+	char	   *time_zone;
+	char	   *function;
+	Jsonb	   *args;
+	Interval   *timeout;		/* NULL: the function's */
+	char	   *promise_id;		/* the template of each firing's id */
+	Jsonb	   *tags;
+	Oid			owner;
+} DasaSchedule;
+
+extern void dasa_schedule_check_owner(const char *name, Oid caller);
+extern DasaRows dasa_schedule_upsert(const DasaSchedule *s, TimestampTz next_run_at);
+extern bool dasa_schedule_delete(const char *name, Oid caller);
+extern char *dasa_schedule_promise_id(const char *template, const char *name, TimestampTz at,
+									  bool *timed);
+extern int	dasa_schedules_fire(TimestampTz now, int batch);
+extern TimestampTz dasa_schedules_next(void);
+
+/* retention.c */
+typedef struct DasaRetention
+{
+	TimestampTz cutoff;			/* trees whose root settled before it go */
+	Oid			role;			/* only trees it may reach; InvalidOid: all */
+	int			max_rows;		/* most promise rows one step removes; 0: no bound */
+	TimestampTz after_at;		/* where the walk over settled roots is */
+	char		after_id[DASA_MAX_ID_BYTES + 1];
+	int64		removed;		/* promise rows removed so far */
+	bool		done;			/* the walk reached the end */
+} DasaRetention;
+
+extern void dasa_retention_start(DasaRetention *r, TimestampTz cutoff, Oid role, int max_rows);
+extern void dasa_retention_step(DasaRetention *r, int max_roots);
+extern void dasa_holds_keep(const char *task_id, List *promise_ids);
 
 #endif							/* DASA_CORE_H */

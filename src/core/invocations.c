@@ -78,11 +78,11 @@ static DasaStatement insert_invocation = {
 
 /* Write the invocation's promise and task unless the id exists (one statement); true if written. */
 static bool
-create_invocation(const char *id, const char *name, const char *queue, Jsonb *args,
+create_invocation(const char *id, const char *name, const char *queue, Jsonb *args, Jsonb *tags,
 				  TimestampTz timeout_at, TimestampTz now, DasaContext *parent, Oid owner)
 {
 	Datum		values[10] = {CStringGetTextDatum(id), PointerGetDatum(args),
-		PointerGetDatum(no_tags()), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
+		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
 		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
 		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
 		ObjectIdGetDatum(owner), CStringGetTextDatum(name),
@@ -116,6 +116,21 @@ check_may_invoke_external(const DasaLookup *fn, Oid role, const char *name)
 						   GetUserNameFromId(fn->owner, true) ? GetUserNameFromId(fn->owner, true) : "(dropped)",
 						   fn->queue),
 				 errhint("Invoking an external function needs its owner's role or membership in it.")));
+}
+
+/* Is name registered, and may caller invoke it? *fn: its registration. Connected to SPI. */
+void
+dasa_check_may_invoke(const char *name, Oid caller, DasaLookup *fn)
+{
+	if (!dasa_registry_lookup(name, fn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("function \"%s\" is not registered", name),
+				 errhint("Register it with dasa.register first.")));
+	if (fn->queue != NULL)
+		check_may_invoke_external(fn, caller, name);
+	else
+		dasa_check_may_call(fn->proc, caller, name);
 }
 
 static const char *
@@ -232,8 +247,8 @@ find_recorded(DasaContext *parent, const char *id, const char *name, Oid caller)
  * deadline capped at the parent's.
  */
 char *
-dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
-					 Interval *timeout, Oid caller)
+dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
+				   Jsonb *tags, Oid caller)
 {
 	DasaLookup	fn;
 	TimestampTz now = GetCurrentTimestamp();
@@ -249,27 +264,27 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 		return (char *) id;
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (!dasa_registry_lookup(name, &fn))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_FUNCTION),
-				 errmsg("function \"%s\" is not registered", name),
-				 errhint("Register it with dasa.register first.")));
-	if (fn.queue != NULL)
-		check_may_invoke_external(&fn, caller, name);
-	else
-		dasa_check_may_call(fn.proc, caller, name);
+	dasa_check_may_invoke(name, caller, &fn);
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 														 TimestampTzGetDatum(now),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 	if (parent != NULL)
 		timeout_at = dasa_context_cap(parent, timeout_at);
-	if (!create_invocation(id, name, fn.queue, args, timeout_at, now, parent, caller))
+	if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, parent, caller))
 		check_existing(id, name, caller, parent, named_here);
 	if (parent != NULL)
-		dasa_context_created(parent, id, name, fn.queue, args, no_tags(), timeout_at, caller);
+		dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
+}
+
+/* Invoke name (see dasa_invoke_tagged), with no tags. */
+char *
+dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
+					 Interval *timeout, Oid caller)
+{
+	return dasa_invoke_tagged(name, args, id, timeout, no_tags(), caller);
 }
 
 /*

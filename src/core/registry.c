@@ -269,20 +269,8 @@ dasa_registry_check_queue(const char *queue, const char *except_function, Oid ro
 void
 dasa_registry_check_owner(const char *name, Oid caller)
 {
-	Datum		args[1] = {CStringGetTextDatum(name)};
-	DasaRows	rows = dasa_run(&lock_owner, args, NULL, 1);
-	bool		isnull;
-	Oid			owner;
-
-	if (rows.n == 0)
-		return;
-	owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
-	if (owner != caller && !superuser_arg(caller))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("function \"%s\" was registered by role \"%s\"", name,
-						GetUserNameFromId(owner, true) ? GetUserNameFromId(owner, true) : "(dropped)"),
-				 errhint("Only that role or a superuser can change it; register under another name.")));
+	dasa_check_changer(&lock_owner, name, caller, "function \"%s\" was registered by role \"%s\"",
+					   "Only that role or a superuser can change it; register under another name.");
 }
 
 /* Insert or update a registration; returns its row. */

@@ -191,11 +191,14 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	if (attempt.ok)
 		dasa_batch_resolved(batch, task, attempt.value);
 	else if (attempt.suspended)
+	{
 		dasa_task_suspend(task, attempt.context);
+		dasa_holds_keep(task->id, attempt.context->read_elsewhere);
+	}
 	else if (attempt.lost)
 		dasa_batch_ended(batch, task);
-	else
-		(void) dasa_task_fail(task, attempt.error, attempt.final);
+	else if (!dasa_task_fail(task, attempt.error, attempt.final) && attempt.context != NULL)
+		dasa_holds_keep(task->id, attempt.context->read_elsewhere);
 	return true;
 }
 

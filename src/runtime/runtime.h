@@ -85,6 +85,9 @@ PGDLLEXPORT void dasa_executor_main(Datum main_arg);
 /* copies.c: copied, restored and upgraded state */
 extern bool dasa_worker_may_work(void);
 
+/* retention.c: the worker's walk that removes settled history */
+extern TimestampTz dasa_retention_walk(void);
+
 /* ddl_guard.c: keep workers out of the way of database-level DDL */
 extern void dasa_install_ddl_guard(void);
 

@@ -3,10 +3,11 @@
  *
  * Started by the launcher for one database. It first checks that the
  * extension is installed there (if not, it reports so and exits), then
- * settles expired promises, sleeping until the next deadline, the sweep
- * interval, or a wake-up from a committing transaction. It exits when the
- * extension is dropped or the launcher asks it to. One transaction per
- * cycle; it never runs user code.
+ * fires due schedules and settles expired promises, sleeping until the next
+ * deadline or firing, the sweep interval, or a wake-up from a committing
+ * transaction; between cycles it removes settled history (retention.c). It
+ * exits when the extension is dropped or the launcher asks it to. One
+ * transaction per cycle; it never runs user code.
  */
 #include "runtime/runtime.h"
 
@@ -27,10 +28,14 @@
 #include "utils/timestamp.h"
 
 #define SWEEP_BATCH 1000
+#define SCHEDULE_BATCH 100
 
 static DasaDatabase *my_db = NULL;
 
 static DasaProcSlot *my_slot = NULL;
+
+/* The last cycle found the schema current and work allowed (not a paused copy). */
+static bool worked = false;
 
 static void
 release_slot(int code, Datum arg)
@@ -107,18 +112,34 @@ serve_external_workers(TimestampTz now, bool enqueued)
 	notified_until = now;
 }
 
+/* The earlier of two wake-up times, where 0 and infinity mean none. */
+static TimestampTz
+earlier(TimestampTz a, TimestampTz b)
+{
+	if (a == DT_NOEND)
+		a = 0;
+	if (b == DT_NOEND)
+		b = 0;
+	if (a == 0 || (b != 0 && b < a))
+		return b;
+	return a;
+}
+
 /*
- * One cycle: settle what has expired, then return the next deadline (0: none,
- * now: more is due at once). Returns -1 when the extension is gone.
+ * One cycle: fire due schedules, settle what has expired, then return the
+ * next deadline (0: none, now: more is due at once). Returns -1 when the
+ * extension is gone.
  */
 static TimestampTz
 run_cycle(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next;
+	int			fired;
 	static bool enqueued = false;	/* kept until a cycle serves external workers */
 
 	enqueued |= pg_atomic_exchange_u32(&my_db->external_due, 0) != 0;
+	worked = false;
 	begin_cycle();
 	switch (dasa_schema())
 	{
@@ -138,12 +159,15 @@ run_cycle(void)
 		end_cycle();
 		return 0;				/* a paused copy, or a restore going on */
 	}
+	worked = true;
+	fired = dasa_schedules_fire(now, SCHEDULE_BATCH);
 	serve_external_workers(now, enqueued);
 	enqueued = false;
-	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH)
+	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH || fired == SCHEDULE_BATCH)
 		next = now;
 	else
-		next = dasa_next_deadline(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000);
+		next = earlier(dasa_next_deadline(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000),
+					   dasa_schedules_next());
 	end_cycle();
 	return next;
 }
@@ -204,6 +228,9 @@ worker_loop(void)
 			report_installed(false);
 			return;
 		}
+
+		if (worked)
+			next = earlier(next, dasa_retention_walk());
 
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();

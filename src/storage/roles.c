@@ -15,6 +15,7 @@
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
 
@@ -63,4 +64,31 @@ dasa_may_access(Oid role, Oid owner)
 		return true;
 	admin = get_role_oid("dasa_admin", true);
 	return OidIsValid(admin) && has_privs_of_role(role, admin);
+}
+
+/*
+ * Error (42501) unless caller may change what the row that lock (one text
+ * argument: name) locks belongs to: its owner (column "owner") or a
+ * superuser. message has two %s: the name and the owner's role.
+ */
+void
+dasa_check_changer(DasaStatement *lock, const char *name, Oid caller, const char *message,
+				   const char *hint)
+{
+	Datum		args[1] = {CStringGetTextDatum(name)};
+	DasaRows	rows = dasa_run(lock, args, NULL, 1);
+	bool		isnull;
+	Oid			owner;
+	const char *owner_name;
+
+	if (rows.n == 0)
+		return;
+	owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
+	if (owner == caller || superuser_arg(caller))
+		return;
+	owner_name = GetUserNameFromId(owner, true);
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg_internal(message, name, owner_name ? owner_name : "(dropped)"),
+			 errhint("%s", hint)));
 }

@@ -83,5 +83,7 @@ extern Oid	dasa_extension_owner(void);
 extern void dasa_switch_user(Oid role, DasaUserSave *save);
 extern void dasa_restore_user(const DasaUserSave *save);
 extern bool dasa_may_access(Oid role, Oid owner);
+extern void dasa_check_changer(DasaStatement *lock, const char *name, Oid caller,
+							   const char *message, const char *hint);
 
 #endif							/* DASA_STORAGE_H */

@@ -1,0 +1,83 @@
+/*
+ * retention.c: the dasa worker's walk that removes settled history.
+ *
+ * When dasa.retention is set (not 0), the worker walks the settled roots
+ * older than it in short transactions of its own (a bounded number of roots
+ * and of promise rows each), between its cycles, and starts a new walk a
+ * sweep interval after one ends. An error in a step is reported and the
+ * walk pauses for a minute: removing history never stops the worker.
+ */
+#include "runtime/runtime.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#define ROOTS_PER_STEP 100
+#define ROWS_PER_STEP 2000
+#define PAUSE_AFTER_ERROR_MS 60000
+
+static DasaRetention walk;
+static bool walking = false;
+static TimestampTz next_walk = 0;
+
+static void
+step(TimestampTz now)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "removing settled history");
+	if (!walking)
+		dasa_retention_start(&walk, now - (TimestampTz) dasa_retention_s * USECS_PER_SEC,
+							 InvalidOid, ROWS_PER_STEP);
+	walking = true;
+	dasa_retention_step(&walk, ROOTS_PER_STEP);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	if (walk.done)
+	{
+		walking = false;
+		next_walk = now + (TimestampTz) dasa_sweep_interval_ms * 1000;
+	}
+}
+
+/*
+ * Take one step of the walk if one is due (call between cycles, outside a
+ * transaction); returns when the next is due (0: retention is off).
+ */
+TimestampTz
+dasa_retention_walk(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (dasa_retention_s == 0)
+	{
+		walking = false;
+		return 0;
+	}
+	if (now < next_walk)
+		return next_walk;
+	PG_TRY();
+	{
+		step(now);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortCurrentTransaction();
+		FlushErrorState();
+		RESUME_INTERRUPTS();
+		walking = false;
+		next_walk = now + (TimestampTz) PAUSE_AFTER_ERROR_MS * 1000;
+	}
+	PG_END_TRY();
+	return walking ? now : next_walk;
+}
