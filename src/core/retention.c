@@ -36,36 +36,49 @@ static DasaStatement old_roots = {
 	.columns = {"id", "settled_at"},
 };
 
-/* The tree under root $1, root first and deepest last. */
+/*
+ * The tree under root $1, root first and deepest last. (Each level's
+ * children are probed by parent, OFFSET 0 keeping the probe an index
+ * lookup whatever the plan thinks of the tree's size.)
+ */
 static DasaStatement tree_of = {
 	.since = "0.8.0",
 	.sql = "WITH RECURSIVE tree(id) AS (SELECT $1::text COLLATE \"C\" UNION ALL"
-	"  SELECT p.id FROM dasa.promises p JOIN tree t ON p.parent_id = t.id WHERE p.parent_id IS NOT NULL) "
+	"  SELECT c.id FROM tree t CROSS JOIN LATERAL"
+	"    (SELECT p.id FROM dasa.promises p WHERE p.parent_id = t.id OFFSET 0) c) "
 	"SELECT array_agg(id) AS ids FROM tree",
 	.args = {TEXTOID},
 	.columns = {"ids"},
 };
 
-/* Lock the tree's promises and tasks, skipping rows held now: how many of each were locked, and exist. */
+/*
+ * Lock the tree's promises and tasks by key, skipping rows held now: how
+ * many of each were locked (and how many tasks exist), and of those, the
+ * promises still pending and the tasks not done.
+ */
 static DasaStatement lock_tree = {
 	.since = "0.8.0",
-	.sql = "SELECT (SELECT count(*) FROM (SELECT FROM dasa.promises WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) p)"
-	"    AS promises_locked,"
-	"  (SELECT count(*) FROM (SELECT FROM dasa.tasks WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) t) AS tasks_locked,"
-	"  (SELECT count(*) FROM dasa.tasks WHERE id = ANY($1)) AS tasks",
+	.sql = "SELECT p.locked AS promises_locked, p.pending, t.locked AS tasks_locked, t.running,"
+	"  (SELECT count(*) FROM dasa.tasks WHERE id = ANY($1)) AS tasks "
+	"FROM (SELECT count(*) AS locked, count(*) FILTER (WHERE settled_at IS NULL) AS pending"
+	"      FROM (SELECT settled_at FROM dasa.promises WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) x) p,"
+	"     (SELECT count(*) AS locked, count(*) FILTER (WHERE state <> 'completed') AS running"
+	"      FROM (SELECT state FROM dasa.tasks WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) y) t",
 	.args = {TEXTARRAYOID},
-	.columns = {"promises_locked", "tasks_locked", "tasks"},
+	.columns = {"promises_locked", "pending", "tasks_locked", "running", "tasks"},
 };
 
-/* Must the tree stay: a promise pending, a task not done, or a promise held by a task not done? */
-static DasaStatement tree_needed = {
+/*
+ * Is a promise of the tree held by a task not done? Read after the locks
+ * (a statement of its own, so its snapshot sees every hold committed
+ * before them; one being added waits for them, and then finds no promise).
+ */
+static DasaStatement tree_held = {
 	.since = "0.8.0",
-	.sql = "SELECT EXISTS (SELECT FROM dasa.promises WHERE id = ANY($1) AND settled_at IS NULL)"
-	"  OR EXISTS (SELECT FROM dasa.tasks WHERE id = ANY($1) AND state <> 'completed')"
-	"  OR EXISTS (SELECT FROM dasa.holds h JOIN dasa.tasks t ON t.id = h.task_id"
-	"             WHERE h.promise_id = ANY($1) AND t.state <> 'completed') AS needed",
+	.sql = "SELECT EXISTS (SELECT FROM dasa.holds h JOIN dasa.tasks t ON t.id = h.task_id"
+	"  WHERE h.promise_id = ANY($1) AND t.state <> 'completed') AS held",
 	.args = {TEXTARRAYOID},
-	.columns = {"needed"},
+	.columns = {"held"},
 };
 
 static DasaStatement delete_promises = {
@@ -121,7 +134,7 @@ remove_tree(const char *root, int max_rows, bool *partly)
 	Datum	   *ids;
 	int			n;
 	DasaRows	locked;
-	DasaRows	needed;
+	DasaRows	held;
 
 	*partly = false;
 	if (isnull)
@@ -130,10 +143,11 @@ remove_tree(const char *root, int max_rows, bool *partly)
 	deconstruct_array(DatumGetArrayTypeP(ids_datum), TEXTOID, -1, false, TYPALIGN_INT, &ids, NULL, &n);
 	locked = dasa_run(&lock_tree, args, NULL, 1);
 	if (dasa_get_int64(&locked, 0, "promises_locked") < n ||
-		dasa_get_int64(&locked, 0, "tasks_locked") < dasa_get_int64(&locked, 0, "tasks"))
+		dasa_get_int64(&locked, 0, "tasks_locked") < dasa_get_int64(&locked, 0, "tasks") ||
+		dasa_get_int64(&locked, 0, "pending") > 0 || dasa_get_int64(&locked, 0, "running") > 0)
 		return 0;
-	needed = dasa_run(&tree_needed, args, NULL, 1);
-	if (dasa_get_bool(&needed, 0, "needed"))
+	held = dasa_run(&tree_held, args, NULL, 1);
+	if (dasa_get_bool(&held, 0, "held"))
 		return 0;
 	if (max_rows > 0 && n > max_rows)
 	{
