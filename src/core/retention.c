@@ -11,10 +11,12 @@
  * left (dasa_holds_keep), outside the attempt that rolled back.
  *
  * Settled roots are walked by settle time (a partial index), with a key so
- * that a tree kept back is not read again in the same walk. Every row of a
- * tree is locked, skipping: a tree with a row someone holds right now waits
- * for the next walk, so retention never waits on a lock. A tree larger than
- * a step's bound goes from its deepest promises up, over several steps.
+ * that a tree kept back is not read again in the same walk; a step takes a
+ * batch of roots with two statements (find and lock the trees, then check
+ * the holds and delete). Every row of a tree is locked, skipping: a tree
+ * with a row someone holds right now waits for the next walk, so retention
+ * never waits on a lock. A tree larger than a step's bound goes from its
+ * deepest promises up, over several steps.
  */
 #include "core/core.h"
 
@@ -37,59 +39,58 @@ static DasaStatement old_roots = {
 };
 
 /*
- * The tree under root $1, root first and deepest last. (Each level's
- * children are probed by parent, OFFSET 0 keeping the probe an index
- * lookup whatever the plan thinks of the tree's size.)
+ * The trees under the roots $1, each with its promises deepest first (the
+ * root last), and whether it may go as far as its rows say: every promise
+ * settled, every task completed, none of them held by someone else right
+ * now (their rows are locked, skipping: a row in use keeps its tree). Each
+ * level's children are probed by parent (OFFSET 0 keeps the probe an index
+ * lookup whatever the plan thinks of the trees' sizes).
  */
-static DasaStatement tree_of = {
+static DasaStatement lock_trees = {
 	.since = "0.8.0",
-	.sql = "WITH RECURSIVE tree(id) AS (SELECT $1::text COLLATE \"C\" UNION ALL"
-	"  SELECT c.id FROM tree t CROSS JOIN LATERAL"
-	"    (SELECT p.id FROM dasa.promises p WHERE p.parent_id = t.id OFFSET 0) c) "
-	"SELECT array_agg(id) AS ids FROM tree",
-	.args = {TEXTOID},
-	.columns = {"ids"},
+	.sql = "WITH RECURSIVE tree(root, id, depth) AS ("
+	"    SELECT r COLLATE \"C\", r COLLATE \"C\", 0 FROM unnest($1::text[]) r"
+	"  UNION ALL"
+	"    SELECT t.root, c.id, t.depth + 1 FROM tree t CROSS JOIN LATERAL"
+	"      (SELECT p.id FROM dasa.promises p WHERE p.parent_id = t.id OFFSET 0) c),"
+	"  every AS MATERIALIZED (SELECT array_agg(id) AS ids FROM tree),"
+	"  lp AS (SELECT id, settled_at FROM dasa.promises WHERE id = ANY((SELECT ids FROM every)::text[])"
+	"         FOR UPDATE SKIP LOCKED),"
+	"  tk AS (SELECT id FROM dasa.tasks WHERE id = ANY((SELECT ids FROM every)::text[])),"
+	"  lt AS (SELECT id, state FROM dasa.tasks WHERE id = ANY((SELECT ids FROM every)::text[])"
+	"         FOR UPDATE SKIP LOCKED) "
+	"SELECT t.root, array_agg(t.id ORDER BY t.depth DESC) AS ids,"
+	"  bool_and(p.id IS NOT NULL AND p.settled_at IS NOT NULL"
+	"           AND (k.id IS NULL OR (l.id IS NOT NULL AND l.state = 'completed'))) AS free "
+	"FROM tree t LEFT JOIN lp p ON p.id = t.id LEFT JOIN tk k ON k.id = t.id LEFT JOIN lt l ON l.id = t.id "
+	"GROUP BY t.root",
+	.args = {TEXTARRAYOID},
+	.columns = {"root", "ids", "free"},
 };
 
 /*
- * Lock the tree's promises and tasks by key, skipping rows held now: how
- * many of each were locked (and how many tasks exist), and of those, the
- * promises still pending and the tasks not done.
+ * Remove the promises $2 (of the trees $1, those with $3 true) with their
+ * tasks, attempts, callbacks, holds and listeners, except the trees of
+ * which a promise is held by a task not done. A statement after the locks,
+ * so its snapshot sees every hold committed before them (a hold being
+ * added waits for them, and then finds no promise to hold).
  */
-static DasaStatement lock_tree = {
+static DasaStatement delete_trees = {
 	.since = "0.8.0",
-	.sql = "SELECT p.locked AS promises_locked, p.pending, t.locked AS tasks_locked, t.running,"
-	"  (SELECT count(*) FROM dasa.tasks WHERE id = ANY($1)) AS tasks "
-	"FROM (SELECT count(*) AS locked, count(*) FILTER (WHERE settled_at IS NULL) AS pending"
-	"      FROM (SELECT settled_at FROM dasa.promises WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) x) p,"
-	"     (SELECT count(*) AS locked, count(*) FILTER (WHERE state <> 'completed') AS running"
-	"      FROM (SELECT state FROM dasa.tasks WHERE id = ANY($1) FOR UPDATE SKIP LOCKED) y) t",
-	.args = {TEXTARRAYOID},
-	.columns = {"promises_locked", "pending", "tasks_locked", "running", "tasks"},
-};
-
-/*
- * Is a promise of the tree held by a task not done? Read after the locks
- * (a statement of its own, so its snapshot sees every hold committed
- * before them; one being added waits for them, and then finds no promise).
- */
-static DasaStatement tree_held = {
-	.since = "0.8.0",
-	.sql = "SELECT EXISTS (SELECT FROM dasa.holds h JOIN dasa.tasks t ON t.id = h.task_id"
-	"  WHERE h.promise_id = ANY($1) AND t.state <> 'completed') AS held",
-	.args = {TEXTARRAYOID},
-	.columns = {"held"},
-};
-
-static DasaStatement delete_promises = {
-	.since = "0.8.0",
-	.sql = "WITH a AS (DELETE FROM dasa.attempts WHERE task_id = ANY($1)),"
-	"  c AS (DELETE FROM dasa.callbacks WHERE promise_id = ANY($1) OR task_id = ANY($1)),"
-	"  h AS (DELETE FROM dasa.holds WHERE promise_id = ANY($1) OR task_id = ANY($1)),"
-	"  l AS (DELETE FROM dasa.listeners WHERE promise_id = ANY($1)),"
-	"  t AS (DELETE FROM dasa.tasks WHERE id = ANY($1)) "
-	"DELETE FROM dasa.promises WHERE id = ANY($1)",
-	.args = {TEXTARRAYOID},
+	.sql = "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS d(root, id, go)),"
+	"  held AS (SELECT DISTINCT d.root FROM d JOIN dasa.holds h ON h.promise_id = d.id"
+	"           JOIN dasa.tasks k ON k.id = h.task_id WHERE k.state <> 'completed'),"
+	"  gone AS MATERIALIZED (SELECT coalesce(array_agg(id), '{}') AS ids FROM d"
+	"                        WHERE go AND root NOT IN (SELECT root FROM held)),"
+	"  a AS (DELETE FROM dasa.attempts WHERE task_id = ANY((SELECT ids FROM gone)::text[])),"
+	"  c AS (DELETE FROM dasa.callbacks WHERE promise_id = ANY((SELECT ids FROM gone)::text[])"
+	"        OR task_id = ANY((SELECT ids FROM gone)::text[])),"
+	"  h AS (DELETE FROM dasa.holds WHERE promise_id = ANY((SELECT ids FROM gone)::text[])"
+	"        OR task_id = ANY((SELECT ids FROM gone)::text[])),"
+	"  l AS (DELETE FROM dasa.listeners WHERE promise_id = ANY((SELECT ids FROM gone)::text[])),"
+	"  t AS (DELETE FROM dasa.tasks WHERE id = ANY((SELECT ids FROM gone)::text[])) "
+	"DELETE FROM dasa.promises WHERE id = ANY((SELECT ids FROM gone)::text[])",
+	.args = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID},
 };
 
 /* Holds of task $2 on the promises $1 that exist (kept from deletion until this commits). */
@@ -111,56 +112,60 @@ dasa_retention_start(DasaRetention *r, TimestampTz cutoff, Oid role, int max_row
 	r->after_at = DT_NOBEGIN;
 }
 
-static int64
-delete_ids(Datum *ids, int n)
+/* What one step removes: the promises of whole trees (and the deepest of a large one). */
+typedef struct Doomed
 {
-	Datum		args[1] = {PointerGetDatum(construct_array(ids, n, TEXTOID, -1, false, TYPALIGN_INT))};
+	List	   *roots;			/* of each id */
+	List	   *ids;
+	List	   *go;				/* removed now (false: only checked for holds) */
+	int			n;				/* ids removed now */
+} Doomed;
 
-	return (int64) dasa_run(&delete_promises, args, NULL, 0).n;
+static void
+doom(Doomed *d, char *root, Datum *ids, int n, int now)
+{
+	for (int i = 0; i < n; i++)
+	{
+		d->roots = lappend(d->roots, root);
+		d->ids = lappend(d->ids, TextDatumGetCString(ids[i]));
+		d->go = lappend_int(d->go, i < now);
+	}
+	d->n += now;
 }
 
-/*
- * Remove the tree under root, or at most max_rows of its deepest promises
- * (0: no bound); *partly: some of it is left. Returns the promises removed
- * (0 if the tree must stay or a row of it is held now).
- */
 static int64
-remove_tree(const char *root, int max_rows, bool *partly)
+remove_doomed(const Doomed *d)
 {
-	Datum		args[1] = {CStringGetTextDatum(root)};
-	DasaRows	tree = dasa_run(&tree_of, args, NULL, 1);
-	bool		isnull;
-	Datum		ids_datum = dasa_get(&tree, 0, "ids", &isnull);
-	Datum	   *ids;
-	int			n;
-	DasaRows	locked;
-	DasaRows	held;
+	int			n = list_length(d->ids);
+	Datum	   *go = palloc(Max(n, 1) * sizeof(Datum));
+	Datum		args[3];
+	ListCell   *lc;
 
-	*partly = false;
-	if (isnull)
+	if (d->n == 0)
 		return 0;
-	args[0] = ids_datum;
-	deconstruct_array(DatumGetArrayTypeP(ids_datum), TEXTOID, -1, false, TYPALIGN_INT, &ids, NULL, &n);
-	locked = dasa_run(&lock_tree, args, NULL, 1);
-	if (dasa_get_int64(&locked, 0, "promises_locked") < n ||
-		dasa_get_int64(&locked, 0, "tasks_locked") < dasa_get_int64(&locked, 0, "tasks") ||
-		dasa_get_int64(&locked, 0, "pending") > 0 || dasa_get_int64(&locked, 0, "running") > 0)
-		return 0;
-	held = dasa_run(&tree_held, args, NULL, 1);
-	if (dasa_get_bool(&held, 0, "held"))
-		return 0;
-	if (max_rows > 0 && n > max_rows)
-	{
-		*partly = true;
-		return delete_ids(ids + (n - max_rows), max_rows);
-	}
-	return delete_ids(ids, n);
+	foreach(lc, d->go)
+		go[foreach_current_index(lc)] = BoolGetDatum(lfirst_int(lc) != 0);
+	args[0] = dasa_text_array_of_list(d->roots);
+	args[1] = dasa_text_array_of_list(d->ids);
+	args[2] = PointerGetDatum(construct_array(go, n, BOOLOID, 1, true, TYPALIGN_CHAR));
+	return (int64) dasa_run(&delete_trees, args, NULL, 0).n;
+}
+
+/* The row of lock_trees for root; -1 if there is none. */
+static int64
+tree_row(const DasaRows *trees, const char *root)
+{
+	for (uint64 i = 0; i < trees->n; i++)
+		if (strcmp(dasa_get_text(trees, i, "root"), root) == 0)
+			return (int64) i;
+	return -1;
 }
 
 /*
  * One step of the walk: look at up to max_roots settled roots past the key,
- * removing the trees that may go (at most r->max_rows promises, if set).
- * r->done once the walk has seen every root before the cut-off.
+ * removing the trees that may go (at most r->max_rows promises, if set; a
+ * tree larger than that loses its deepest promises and is taken up again
+ * next step). r->done once the walk has seen every root before the cut-off.
  */
 void
 dasa_retention_step(DasaRetention *r, int max_roots)
@@ -170,29 +175,41 @@ dasa_retention_step(DasaRetention *r, int max_roots)
 	ObjectIdGetDatum(r->role)};
 	char		nulls[5] = {' ', ' ', ' ', ' ', OidIsValid(r->role) ? ' ' : 'n'};
 	DasaRows	roots = dasa_run(&old_roots, args, nulls, 0);
-	int64		budget = r->max_rows;
+	char	  **root_ids = palloc(Max(roots.n, 1) * sizeof(char *));
+	Doomed		doomed = {0};
+	DasaRows	trees;
 
 	r->done = roots.n < (uint64) max_roots;
+	if (roots.n == 0)
+		return;
+	for (uint64 i = 0; i < roots.n; i++)
+		root_ids[i] = dasa_get_text(&roots, i, "id");
+	args[0] = dasa_text_array(root_ids, (int) roots.n);
+	trees = dasa_run(&lock_trees, args, NULL, 0);
 	for (uint64 i = 0; i < roots.n; i++)
 	{
-		char	   *id = dasa_get_text(&roots, i, "id");
-		bool		partly;
-		int64		removed = remove_tree(id, (int) budget, &partly);
+		int64		row = tree_row(&trees, root_ids[i]);
+		bool		isnull;
+		Datum	   *ids;
+		int			n;
 
-		r->removed += removed;
-		if (partly)
+		if (row >= 0 && dasa_get_bool(&trees, row, "free"))
 		{
-			r->done = false;	/* the rest of it next step */
-			return;
+			deconstruct_array(DatumGetArrayTypeP(dasa_get(&trees, row, "ids", &isnull)),
+							  TEXTOID, -1, false, TYPALIGN_INT, &ids, NULL, &n);
+			if (r->max_rows > 0 && doomed.n + n > r->max_rows)
+			{
+				if (doomed.n == 0)
+					doom(&doomed, root_ids[i], ids, n, r->max_rows);	/* its deepest */
+				r->done = false;	/* this tree (or its rest) next step */
+				break;
+			}
+			doom(&doomed, root_ids[i], ids, n, n);
 		}
 		r->after_at = dasa_get_timestamp(&roots, i, "settled_at");
-		strlcpy(r->after_id, id, sizeof(r->after_id));
-		if (r->max_rows > 0 && (budget -= removed) <= 0)
-		{
-			r->done = r->done && i + 1 == roots.n;
-			return;
-		}
+		strlcpy(r->after_id, root_ids[i], sizeof(r->after_id));
 	}
+	r->removed += remove_doomed(&doomed);
 }
 
 /*
