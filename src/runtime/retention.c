@@ -4,8 +4,8 @@
  * When dasa.retention is set (not 0), the worker walks the settled roots
  * older than it in short transactions of its own (a bounded number of roots
  * and of promise rows each), between its cycles, and starts a new walk a
- * sweep interval after one ends. It spends at most a quarter of its time
- * on it (after a step, it waits three times as long as the step took), so
+ * sweep interval after one ends. It spends at most a fifth of its time
+ * on it (after a step, it waits four times as long as the step took), so
  * that a large backlog of history does not take a core from the
  * executors. An error in a step is reported and the walk pauses for a
  * minute: removing history never stops the worker.
@@ -17,10 +17,10 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#define ROOTS_PER_STEP 200
-#define ROWS_PER_STEP 2000
+#define ROOTS_PER_STEP 50
+#define ROWS_PER_STEP 500
 #define PAUSE_AFTER_ERROR_MS 60000
-#define WAIT_PER_STEP_TIME 3		/* waits 3 times a step's time: a quarter of the worker's */
+#define WAIT_PER_STEP_TIME 4		/* waits 4 times a step's time: a fifth of the worker's */
 
 static DasaRetention walk;
 static bool walking = false;
