@@ -14,6 +14,7 @@
 
 #include "access/xact.h"
 #include "pgstat.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -34,6 +35,9 @@ step(TimestampTz now)
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "removing settled history");
+	/* A removal lost in a crash is simply done again: no need to wait for the WAL flush. */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	if (!walking)
 		dasa_retention_start(&walk, now - (TimestampTz) dasa_retention_s * USECS_PER_SEC,
 							 InvalidOid, ROWS_PER_STEP);
