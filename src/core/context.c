@@ -180,8 +180,8 @@ dasa_context_cap(DasaContext *c, TimestampTz timeout_at)
 	return Min(timeout_at, c->deadline);
 }
 
-/* Remember a promise (and, with function non-NULL, its task) this attempt created. */
-void
+/* Remember a promise (and, with function non-NULL, its task) this attempt created; NULL if it need not. */
+DasaCreated *
 dasa_context_created(DasaContext *c, const char *id, const char *function, const char *queue,
 					 Jsonb *param, Jsonb *tags, TimestampTz timeout_at, Oid owner)
 {
@@ -190,7 +190,7 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, const
 
 	/* Only a suspending attempt needs them again; an entered task's writes commit as they are. */
 	if (c->entered)
-		return;
+		return NULL;
 	old = MemoryContextSwitchTo(c->memory);
 	made = palloc0(sizeof(DasaCreated));
 
@@ -205,6 +205,7 @@ dasa_context_created(DasaContext *c, const char *id, const char *function, const
 	MemoryContextSwitchTo(old);
 	if (function != NULL)
 		dasa_recorded_fresh(c, made);
+	return made;
 }
 
 /*
@@ -324,6 +325,7 @@ dasa_context_suspend(DasaContext *c, List *ids, bool any)
 	ListCell   *lc;
 
 	dasa_context_refuse_own_line(c, ids);
+	dasa_check_unwritten(c);
 	old = MemoryContextSwitchTo(c->memory);
 
 	foreach(lc, ids)

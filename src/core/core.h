@@ -73,6 +73,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	Oid			owner;			/* the role that created it */
 	bool		recorded;		/* an earlier attempt's, found again: already written */
 	bool		settled;		/* (recorded) settled when this attempt began */
+	bool		unwritten;		/* not written yet: the attempt writes it when it ends */
 } DasaCreated;
 
 /* recorded.c: a child an earlier attempt of the running invocation recorded */
@@ -91,6 +92,7 @@ typedef struct DasaContext
 	char	   *root_id;
 	TimestampTz deadline;
 	int			children;		/* children named so far in this attempt */
+	int			unwritten;		/* of created: invocations not written yet */
 	List	   *created;		/* DasaCreated */
 	List	   *awaited;		/* ids it suspended on */
 	List	   *read_elsewhere; /* promises it awaited that are not its children */
@@ -147,9 +149,9 @@ extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
 extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
 extern void dasa_context_note_read(DasaContext *c, const char *id);
-extern void dasa_context_created(DasaContext *c, const char *id, const char *function,
-								 const char *queue, Jsonb *param, Jsonb *tags,
-								 TimestampTz timeout_at, Oid owner);
+extern DasaCreated *dasa_context_created(DasaContext *c, const char *id, const char *function,
+										 const char *queue, Jsonb *param, Jsonb *tags,
+										 TimestampTz timeout_at, Oid owner);
 extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribute_noreturn();
 extern void dasa_context_found(DasaContext *c, const char *id, const char *function,
 							   const DasaRecorded *recorded);
@@ -210,7 +212,7 @@ extern Jsonb *dasa_rejection_value(ErrorData *error, int attempts);
 
 /* suspension.c */
 extern void dasa_task_suspend(DasaTask *task, DasaContext *c);
-extern void dasa_callbacks_fire(List *ids);
+extern void dasa_callbacks_fire(List *ids, List *parents);
 extern bool dasa_promise_mark_awaited(const char *id);
 
 /* listeners.c: channels notified when a promise settles */
@@ -227,6 +229,8 @@ extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *rec
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);
 extern void dasa_check_may_call(Oid proc, Oid role, const char *name);
 extern struct HTAB *dasa_persist_created(DasaContext *c, struct HTAB *waited_on);
+extern void dasa_write_unwritten(DasaContext *c);
+extern void dasa_check_unwritten(DasaContext *c);
 
 /* registry.c: dasa.functions */
 typedef struct DasaRegistration

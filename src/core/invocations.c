@@ -239,6 +239,24 @@ find_recorded(DasaContext *parent, const char *id, const char *name, Oid caller)
 }
 
 /*
+ * A child the running attempt names itself is only remembered: nobody else
+ * can see it before the attempt's batch commits, and a suspending attempt
+ * is rolled back and writes its children again anyway, so they are all
+ * written once, in one statement, when the attempt ends (or earlier, when
+ * something reads the tables: see dasa_write_unwritten). A fan-out then
+ * costs one insert per child, not two.
+ */
+static void
+defer_child(DasaContext *parent, const char *id, const char *name, const char *queue, Jsonb *args,
+			Jsonb *tags, TimestampTz timeout_at, Oid caller)
+{
+	DasaCreated *made = dasa_context_created(parent, id, name, queue, args, tags, timeout_at, caller);
+
+	made->unwritten = true;
+	parent->unwritten++;
+}
+
+/*
  * Create the invocation of name with args (id NULL: a fresh one; timeout
  * NULL: the function's), owned by caller and run as caller. Returns its id.
  * The caller's own invocation of name with that id starts nothing new; any
@@ -270,10 +288,15 @@ dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *time
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 	if (parent != NULL)
 		timeout_at = dasa_context_cap(parent, timeout_at);
-	if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, parent, caller))
-		check_existing(id, name, caller, parent, named_here);
-	if (parent != NULL)
-		dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
+	if (parent != NULL && named_here && parent == dasa_suspending_context())
+		defer_child(parent, id, name, fn.queue, args, tags, timeout_at, caller);
+	else
+	{
+		if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, parent, caller))
+			check_existing(id, name, caller, parent, named_here);
+		if (parent != NULL)
+			(void) dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
+	}
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -336,15 +359,12 @@ wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 }
 
 /*
- * Write again, in the executor's own transaction, what a suspending attempt
- * created (children an earlier attempt recorded are there already): its
- * rollback took the rows away, but the children must go on. One statement
- * for all of them. Those in waited_on (an id set) are written already
- * marked awaited. Existing ids are left as they are. Returns the set of
- * ids written.
+ * Write c's children that pass keep (one statement for all of them); those
+ * in waited_on (an id set, or NULL) already marked awaited. Existing ids are
+ * left as they are. Returns the set of ids written.
  */
-HTAB *
-dasa_persist_created(DasaContext *c, HTAB *waited_on)
+static HTAB *
+write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *waited_on)
 {
 	int			n = 0,
 				max = Max(list_length(c->created), 1);
@@ -365,14 +385,14 @@ dasa_persist_created(DasaContext *c, HTAB *waited_on)
 	{
 		DasaCreated *made = lfirst(lc);
 
-		if (made->recorded)
+		if (!keep(made))
 			continue;
 		ids[n] = made->id;
 		params[n] = made->param;
 		tags[n] = made->tags;
 		deadlines[n] = made->timeout_at;
 		owners[n] = made->owner;
-		awaited[n] = dasa_idset_contains(waited_on, made->id);
+		awaited[n] = waited_on != NULL && dasa_idset_contains(waited_on, made->id);
 		functions[n] = made->function;
 		queues[n] = made->queue;
 		n++;
@@ -392,4 +412,104 @@ dasa_persist_created(DasaContext *c, HTAB *waited_on)
 		(void) dasa_idset_add(written, dasa_get_text(&rows, i, "id"));
 	wake_for(c, written, now);
 	return written;
+}
+
+static bool
+not_recorded(const DasaCreated *made)
+{
+	return !made->recorded;
+}
+
+static bool
+is_unwritten(const DasaCreated *made)
+{
+	return made->unwritten;
+}
+
+/*
+ * Write again, in the executor's own transaction, what a suspending attempt
+ * created (children an earlier attempt recorded are there already): its
+ * rollback took the rows away, and those it never wrote were waiting for
+ * this, but the children must go on. Those in waited_on are written
+ * already marked awaited. Returns the set of ids written.
+ */
+HTAB *
+dasa_persist_created(DasaContext *c, HTAB *waited_on)
+{
+	return write_children(c, not_recorded, waited_on);
+}
+
+/*
+ * Write, in the running attempt's own transaction, the children it has not
+ * written yet: before it ends with a value, before it runs one of them at
+ * once, and before any statement that reads dasa's tables (which would
+ * otherwise miss them). An id found taken is checked as dasa.invoke would
+ * have at once, and raises the same errors. As the extension owner.
+ */
+void
+dasa_write_unwritten(DasaContext *c)
+{
+	DasaUserSave save;
+	HTAB	   *written;
+	ListCell   *lc;
+
+	if (c->unwritten == 0)
+		return;
+	c->unwritten = 0;			/* first: the statements below read the tables */
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	written = write_children(c, is_unwritten, NULL);
+	foreach(lc, c->created)
+	{
+		DasaCreated *made = lfirst(lc);
+
+		if (!made->unwritten)
+			continue;
+		made->unwritten = false;
+		if (!dasa_idset_contains(written, made->id))
+			check_existing(made->id, made->function, made->owner, c, true);
+	}
+	SPI_finish();
+	dasa_restore_user(&save);
+}
+
+/* Which of the ids $1 are taken. */
+static DasaStatement taken_ids = {
+	.sql = "SELECT id FROM dasa.promises WHERE id = ANY($1)",
+	.args = {TEXTARRAYOID},
+	.columns = {"id"},
+};
+
+/*
+ * Before a suspension: are the ids of the children not written yet still
+ * free? If one is taken (a squatter that guessed it), write them now, so
+ * that the checks of dasa.invoke run as they would have at once.
+ */
+void
+dasa_check_unwritten(DasaContext *c)
+{
+	int			pending = c->unwritten;
+	List	   *ids = NIL;
+	DasaUserSave save;
+	uint64		taken;
+	ListCell   *lc;
+
+	if (pending == 0)
+		return;
+	foreach(lc, c->created)
+		if (((DasaCreated *) lfirst(lc))->unwritten)
+			ids = lappend(ids, ((DasaCreated *) lfirst(lc))->id);
+	c->unwritten = 0;			/* while the tables are read */
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	{
+		Datum		args[1] = {dasa_text_array_of_list(ids)};
+
+		taken = dasa_run(&taken_ids, args, NULL, 0).n;
+	}
+	SPI_finish();
+	dasa_restore_user(&save);
+	c->unwritten = pending;
+	if (taken > 0)
+		dasa_write_unwritten(c);
 }

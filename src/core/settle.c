@@ -102,15 +102,19 @@ complete_sql(void)
 typedef struct Aftermath
 {
 	List	   *awaited;		/* settled promises that tasks wait on */
+	List	   *parents;		/* of each of those: its parent's id, or NULL */
 	List	   *ended;			/* settled by cancellation or timeout */
 } Aftermath;
 
 static void
-note_settled(Aftermath *after, char *id, const char *state, bool awaited)
+note_settled(Aftermath *after, char *id, const char *state, bool awaited, char *parent)
 {
 	dasa_wake_at_commit_settled(id);
 	if (awaited)
+	{
 		after->awaited = lappend(after->awaited, id);
+		after->parents = lappend(after->parents, parent);
+	}
 	if (strcmp(state, "rejected_canceled") == 0 || strcmp(state, "rejected_timedout") == 0)
 		after->ended = lappend(after->ended, id);
 }
@@ -148,7 +152,7 @@ note_rows(Aftermath *after, const DasaRows *rows)
 
 		dasa_promise_read_row(rows, i, &read);
 		note_settled(after, dasa_get_text(rows, i, "id"), read.state,
-					 dasa_get_bool(rows, i, "awaited"));
+					 dasa_get_bool(rows, i, "awaited"), dasa_get_text(rows, i, "parent_id"));
 	}
 }
 
@@ -175,7 +179,7 @@ settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline
 			 Oid owner)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	Aftermath	after = {NIL, NIL};
+	Aftermath	after = {NIL, NIL, NIL};
 	DasaRows	settled = settle_rows(n, ids, state, values, deadline_applies, now, owner);
 
 	if (dasa_suspending_context() != NULL)
@@ -189,7 +193,7 @@ settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline
 	}
 	if (after.awaited != NIL)
 	{
-		dasa_callbacks_fire(after.awaited);
+		dasa_callbacks_fire(after.awaited, after.parents);
 		dasa_listeners_fire(after.awaited);
 	}
 	return settled;

@@ -3,12 +3,15 @@
  *
  * A suspending attempt marks each promise it waits on as awaited (an UPDATE,
  * so it also locks the row and reads its current state), adds a callback
- * (promise -> task) for each still pending, and parks its task with a count
- * of settlements it needs. Whoever settles an awaited promise fires its
- * callbacks in the same transaction: the count drops, and at zero the task
- * is due again and an executor is woken at commit. Because both sides take
- * the promise's row lock, a settlement racing a suspension is always seen
- * by one of them: no wake-up is lost.
+ * (promise -> task) for each still pending that is not its own child, and
+ * parks its task with a count of settlements it needs. Whoever settles an
+ * awaited promise fires its callbacks, and counts it against its parent's
+ * task, in the same transaction: the count drops, and at zero the task is
+ * due again and an executor is woken at commit. A fan-out of n children so
+ * writes no callback rows at all. Because both sides take the promise's row
+ * lock, a settlement racing a suspension is always seen by one of them: no
+ * wake-up is lost. A parent whose child was awaited by somebody else may be
+ * woken early by it; its replay then suspends again on what is pending.
  */
 #include "core/core.h"
 
@@ -44,17 +47,21 @@ static DasaStatement park_task = {
 	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, BOOLOID},
 };
 
-/* Fire the callbacks of the settled promises $1: which tasks they leave due. */
+/*
+ * Fire the callbacks of the settled promises $1, and count them against
+ * their parents' tasks $3 (NULL for a root): which tasks they leave due.
+ */
 static DasaStatement fire_callbacks = {
 	.sql = "WITH fired AS (DELETE FROM dasa.callbacks WHERE promise_id = ANY($1) RETURNING task_id),"
-	"  counts AS (SELECT task_id, count(*) AS n FROM fired GROUP BY task_id) "
+	"  waits AS (SELECT task_id FROM fired UNION ALL SELECT p FROM unnest($3::text[]) p WHERE p IS NOT NULL),"
+	"  counts AS (SELECT task_id, count(*) AS n FROM waits GROUP BY task_id) "
 	"UPDATE dasa.tasks t SET blocked = t.blocked - c.n,"
 	"  state = CASE WHEN t.blocked - c.n <= 0 THEN 'pending' ELSE t.state END::dasa.task_state,"
 	"  run_at = CASE WHEN t.blocked - c.n <= 0 THEN $2 ELSE t.run_at END "
 	"FROM counts c WHERE t.id = ANY(ARRAY(SELECT task_id FROM counts)) AND t.id = c.task_id"
 	"  AND t.state = 'suspended' "
 	"RETURNING t.id, t.state = 'pending' AS resumed",
-	.args = {TEXTARRAYOID, TIMESTAMPTZOID},
+	.args = {TEXTARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {"id", "resumed"},
 };
 
@@ -65,14 +72,16 @@ static DasaStatement forget_callbacks = {
 };
 
 /*
- * Promises in ids were settled in this transaction and were awaited: make
- * the tasks waiting on them due once they have what they need.
+ * Promises in ids were settled in this transaction and were awaited (parents:
+ * their parents' ids, NULL for a root): make the tasks waiting on them due
+ * once they have what they need.
  */
 void
-dasa_callbacks_fire(List *ids)
+dasa_callbacks_fire(List *ids, List *parents)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	Datum		args[2] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(now)};
+	Datum		args[3] = {dasa_text_array_of_list(ids), TimestampTzGetDatum(now),
+	dasa_nullable_text_array_of_list(parents)};
 	DasaRows	fired = dasa_run(&fire_callbacks, args, NULL, 0);
 	List	   *resumed = NIL;
 
@@ -134,6 +143,7 @@ dasa_task_suspend(DasaTask *task, DasaContext *c)
 	HTAB	   *written = dasa_persist_created(c, waited_on);
 	List	   *to_mark = NIL;
 	List	   *pending = NIL;
+	List	   *others = NIL;	/* pending, and not its children: called back */
 	DasaRows	marked;
 	Datum		args[4];
 	int			needed;
@@ -150,16 +160,24 @@ dasa_task_suspend(DasaTask *task, DasaContext *c)
 	args[1] = TimestampTzGetDatum(now);
 	marked = to_mark != NIL ? dasa_run(&mark_awaited, args, NULL, 0) : (DasaRows) {0};
 	for (uint64 i = 0; i < marked.n; i++)
-		if (dasa_get_bool(&marked, i, "pending"))
-			pending = lappend(pending, dasa_get_text(&marked, i, "id"));
+	{
+		char	   *id = dasa_get_text(&marked, i, "id");
+
+		if (!dasa_get_bool(&marked, i, "pending"))
+			continue;
+		pending = lappend(pending, id);
+		/* An earlier attempt's child counts against this task when it settles. */
+		if (dasa_recorded_child(c, id) == NULL)
+			others = lappend(others, id);
+	}
 	/* await_any needs one settlement, unless one happened already */
 	if (c->await_any)
 		needed = list_length(pending) == list_length(blocking) ? 1 : 0;
 	else
 		needed = list_length(pending);
-	if (needed > 0)
+	if (needed > 0 && others != NIL)
 	{
-		Datum		cb_args[2] = {dasa_text_array_of_list(pending), CStringGetTextDatum(task->id)};
+		Datum		cb_args[2] = {dasa_text_array_of_list(others), CStringGetTextDatum(task->id)};
 
 		(void) dasa_run(&add_callbacks, cb_args, NULL, 0);
 	}

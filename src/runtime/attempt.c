@@ -183,6 +183,9 @@ call_procedure(DasaTask *task, bool after_others, bool timed, MemoryContext keep
 	/* Undo every setting the code changed, even with plain SET. */
 	AtEOXact_GUC(false, nest);
 	dasa_restore_user(&save);
+	/* What it invoked and has not written yet is written as part of its work. */
+	if (!dasa_suspending_context()->suspended)
+		dasa_write_unwritten(dasa_suspending_context());
 
 	if (!call->isnull)
 	{

@@ -527,6 +527,7 @@ dasa_executor_main(Datum main_arg)
 	dasa_crash_record_open(dboid, my_index);
 	before_shmem_exit(count_overrun_on_exit, (Datum) 0);
 	dasa_inline_install();
+	dasa_unwritten_install();
 	count_crashed_attempts();
 	executor_loop();
 	proc_exit(0);

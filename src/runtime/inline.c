@@ -131,6 +131,7 @@ run_inline(DasaContext *c, const DasaCreated *made)
 	if (GetCurrentTimestamp() >= permitted_until || depth >= MAX_INLINE_DEPTH ||
 		!dasa_function_inlines(made->function))
 		return false;
+	dasa_write_unwritten(c);	/* the child's own row among them */
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	if (child_task(c, made, &child))

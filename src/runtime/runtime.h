@@ -31,6 +31,7 @@ extern Jsonb *dasa_call_inline(DasaTask *task, MemoryContext keep);
 
 /* inline.c: an awaited child run at once inside its parent's attempt */
 extern void dasa_inline_install(void);
+extern void dasa_unwritten_install(void);
 extern void dasa_inline_permit(TimestampTz until);
 
 /* executor.c: what this executor learned of each function */

@@ -20,16 +20,30 @@ dasa_text_array(char **items, int n)
 	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-/* A list of C strings (not nodes) as text[]. */
-Datum
-dasa_text_array_of_list(List *items)
+/* The C strings of a List, as an array. */
+static char **
+strings_of_list(List *items)
 {
 	char	  **strings = palloc(Max(list_length(items), 1) * sizeof(char *));
 	ListCell   *lc;
 
 	foreach(lc, items)
 		strings[foreach_current_index(lc)] = (char *) lfirst(lc);
-	return dasa_text_array(strings, list_length(items));
+	return strings;
+}
+
+/* text[] of a List of C strings. */
+Datum
+dasa_text_array_of_list(List *items)
+{
+	return dasa_text_array(strings_of_list(items), list_length(items));
+}
+
+/* text[] of a List of C strings, a NULL one an SQL NULL element. */
+Datum
+dasa_nullable_text_array_of_list(List *items)
+{
+	return dasa_nullable_text_array(strings_of_list(items), list_length(items));
 }
 
 /* jsonb[]; a NULL pointer is an SQL NULL element. */

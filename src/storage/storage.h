@@ -52,6 +52,7 @@ extern Jsonb *dasa_get_jsonb_copy(const DasaRows *rows, uint64 row, const char *
 /* arrays.c: statement arguments built from C arrays and lists */
 extern Datum dasa_text_array(char **items, int n);
 extern Datum dasa_text_array_of_list(List *items);
+extern Datum dasa_nullable_text_array_of_list(List *items);
 extern Datum dasa_jsonb_array(Jsonb **items, int n);
 extern Datum dasa_int4_array(int *items, int n);
 extern Datum dasa_int8_array(int64 *items, int n);

@@ -52,18 +52,19 @@ tree_state() {
                    SELECT state, count(*) n FROM dasa.promises WHERE root_id = '$1-$depth' OR id = '$1-$depth'
                    GROUP BY state) s)
              || ' | unfinished tasks ' || (SELECT count(*) FROM dasa.tasks WHERE id LIKE '$1-%' AND state <> 'completed')
-             || ' | callbacks ' || (SELECT count(*) FROM dasa.callbacks WHERE task_id LIKE '$1-%' OR promise_id LIKE '$1-%')"
+             || ' | callbacks ' || (SELECT count(*) FROM dasa.callbacks WHERE task_id LIKE '$1-%' OR promise_id LIKE '$1-%')
+             || ' | suspended on ' || (SELECT coalesce(sum(blocked), 0) FROM dasa.tasks WHERE id LIKE '$1-%' AND state = 'suspended')"
 }
 
 took=$(chain kc '1 day')
 diag "chain of $depth built in ${took:-?} s"
 ok "a chain of $depth invocations, each awaiting the next, reaches the bottom (${took:-?} s)" test -n "$took"
-is "$(tree_state kc)" "pending $((depth + 2)) | unfinished tasks $((depth + 1)) | callbacks $((depth + 1))" \
-   "every level is pending, suspended on a callback"
+is "$(tree_state kc)" "pending $((depth + 2)) | unfinished tasks $((depth + 1)) | callbacks 0 | suspended on $((depth + 1))" \
+   "every level is pending, suspended on its one child (counted against it, no callback row)"
 t0=$SECONDS
 is "$(q $db "SELECT state FROM dasa.cancel('kc-$depth')")" rejected_canceled "cancelling the root is one statement"
 diag "cancelling it took $((SECONDS - t0)) s or less"
-is "$(tree_state kc)" "rejected_canceled $((depth + 2)) | unfinished tasks 0 | callbacks 0" \
+is "$(tree_state kc)" "rejected_canceled $((depth + 2)) | unfinished tasks 0 | callbacks 0 | suspended on 0" \
    "every level is cancelled, no task left unfinished, no callback left"
 
 # The same tree ended by its root's deadline: set so that building it fits,
@@ -75,7 +76,7 @@ ok "a second chain of $depth levels, with a $deadline s deadline, reaches the bo
 ok "when the root's deadline passes, the worker settles the whole tree" \
    wait_for $((deadline + 60)) $db "SELECT count(*) = 0 FROM dasa.promises WHERE (root_id = 'kd-$depth' OR id = 'kd-$depth') AND state = 'pending'"
 diag "the timed-out tree was settled within $((SECONDS - started - deadline + 1)) s of its deadline"
-is "$(tree_state kd)" "rejected_timedout $((depth + 2)) | unfinished tasks 0 | callbacks 0" \
+is "$(tree_state kd)" "rejected_timedout $((depth + 2)) | unfinished tasks 0 | callbacks 0 | suspended on 0" \
    "every level timed out, no task left unfinished, no callback left"
 
 # 1,000 levels of auto-named children: "<parent>.1" would pass the id limit
