@@ -75,6 +75,8 @@ dasa_context_begin(DasaTask *task)
 	c->root_id = task->root_id ? task->root_id : task->id;
 	c->deadline = task->timeout_at;
 	c->memory = CurrentMemoryContext;
+	if (current == NULL)
+		dasa_unwritten_reset();
 	current = c;
 }
 

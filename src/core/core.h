@@ -103,6 +103,7 @@ typedef struct DasaContext
 	bool		entered;		/* an external task a client session entered */
 	struct HTAB *recorded;		/* DasaRecorded by id, read when first needed */
 	struct HTAB *fresh;			/* DasaCreated by id: what this attempt created */
+	struct DasaContext *outer;	/* of a child run inside an attempt: the attempt's */
 	MemoryContext memory;
 } DasaContext;
 
@@ -134,7 +135,7 @@ typedef struct DasaTask
 } DasaTask;
 
 /* inline.c: an awaited child run at once inside its parent's attempt */
-typedef bool (*DasaInlineRunner) (DasaContext *parent, const DasaCreated *child);
+typedef bool (*DasaInlineRunner) (DasaContext *parent, DasaCreated *child);
 extern void dasa_inline_set_runner(DasaInlineRunner run);
 extern bool dasa_inline_try(DasaContext *c, const char *id);
 
@@ -166,7 +167,7 @@ extern bool dasa_idset_contains(struct HTAB *set, const char *id);
 /* recorded.c */
 extern const DasaRecorded *dasa_recorded_child(DasaContext *c, const char *id);
 extern void dasa_recorded_fresh(DasaContext *c, DasaCreated *made);
-extern const DasaCreated *dasa_recorded_fresh_child(DasaContext *c, const char *id);
+extern DasaCreated *dasa_recorded_fresh_child(DasaContext *c, const char *id);
 extern void dasa_recorded_settled(DasaContext *c, const char *id);
 extern bool dasa_recorded_is_child(DasaContext *c, const char *id);
 extern bool dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out);
@@ -231,6 +232,11 @@ extern void dasa_check_may_call(Oid proc, Oid role, const char *name);
 extern struct HTAB *dasa_persist_created(DasaContext *c, struct HTAB *waited_on);
 extern void dasa_write_unwritten(DasaContext *c);
 extern void dasa_check_unwritten(DasaContext *c);
+extern bool dasa_unwritten_must_write(void);
+extern void dasa_unwritten_reset(void);
+extern void dasa_write_unwritten_but(DasaContext *c, DasaCreated *spared);
+extern bool dasa_inline_child_id_free(const DasaCreated *made);
+extern bool dasa_write_settled_child(DasaContext *c, DasaCreated *made, Jsonb *value);
 
 /* registry.c: dasa.functions */
 typedef struct DasaRegistration

@@ -32,7 +32,7 @@ dasa_inline_set_runner(DasaInlineRunner run)
 bool
 dasa_inline_try(DasaContext *c, const char *id)
 {
-	const DasaCreated *made = dasa_recorded_fresh_child(c, id);
+	DasaCreated *made = dasa_recorded_fresh_child(c, id);
 
 	if (runner == NULL || made == NULL || made->function == NULL || made->queue != NULL)
 		return false;

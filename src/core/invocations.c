@@ -238,6 +238,23 @@ find_recorded(DasaContext *parent, const char *id, const char *name, Oid caller)
 	return true;
 }
 
+/* > 0 while dasa reads around the children not written yet (they must stay so). */
+static int	reading_around = 0;
+
+/* At the start of an attempt (an error may have left the count up). */
+void
+dasa_unwritten_reset(void)
+{
+	reading_around = 0;
+}
+
+/* Should a statement that reads dasa's tables now write the children not written yet first? */
+bool
+dasa_unwritten_must_write(void)
+{
+	return reading_around == 0;
+}
+
 /*
  * A child the running attempt names itself is only remembered: nobody else
  * can see it before the attempt's batch commits, and a suspending attempt
@@ -455,9 +472,10 @@ dasa_write_unwritten(DasaContext *c)
 
 	if (c->unwritten == 0)
 		return;
-	c->unwritten = 0;			/* first: the statements below read the tables */
+	c->unwritten = 0;
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
+	reading_around++;
 	written = write_children(c, is_unwritten, NULL);
 	foreach(lc, c->created)
 	{
@@ -469,8 +487,89 @@ dasa_write_unwritten(DasaContext *c)
 		if (!dasa_idset_contains(written, made->id))
 			check_existing(made->id, made->function, made->owner, c, true);
 	}
+	reading_around--;
 	SPI_finish();
 	dasa_restore_user(&save);
+}
+
+/* Write c's children not written yet, but spared (which stays so). */
+void
+dasa_write_unwritten_but(DasaContext *c, DasaCreated *spared)
+{
+	bool		spare = spared->unwritten;
+
+	if (spare)
+	{
+		spared->unwritten = false;
+		c->unwritten--;
+	}
+	dasa_write_unwritten(c);
+	if (spare)
+	{
+		spared->unwritten = true;
+		c->unwritten++;
+	}
+}
+
+/* Is id taken? (Connected to SPI as the extension owner.) */
+static DasaStatement id_taken = {
+	.sql = "SELECT 1 AS taken FROM dasa.promises WHERE id = $1",
+	.args = {TEXTOID},
+	.columns = {"taken"},
+};
+
+/*
+ * Write child made of c, which ran inside c's attempt and returned value,
+ * resolved and its task completed (one statement, two rows): what its
+ * invoke, run and settlement would have written. False if its id is taken
+ * (then it was not run: see dasa_inline_child_id_free). Connected to SPI.
+ */
+static DasaStatement insert_settled_child = {
+	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id,"
+	"    owner, state, value, settled_at)"
+	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'resolved', $10, $5) ON CONFLICT (id) DO NOTHING RETURNING id) "
+	"INSERT INTO dasa.tasks (id, function, run_at, state, attempt, completed_at)"
+	"  SELECT id, $9, $5, 'completed', 1, $5 FROM p RETURNING id",
+	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
+	TEXTOID, JSONBOID},
+	.columns = {"id"},
+};
+
+/* May unwritten child made of c run inside c's attempt: is its id still free? Connected to SPI. */
+bool
+dasa_inline_child_id_free(const DasaCreated *made)
+{
+	Datum		args[1] = {CStringGetTextDatum(made->id)};
+	bool		free;
+
+	reading_around++;
+	free = dasa_run(&id_taken, args, NULL, 1).n == 0;
+	reading_around--;
+	return free;
+}
+
+bool
+dasa_write_settled_child(DasaContext *c, DasaCreated *made, Jsonb *value)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	Datum		args[10] = {CStringGetTextDatum(made->id), PointerGetDatum(made->param),
+		PointerGetDatum(made->tags), TimestampTzGetDatum(made->timeout_at), TimestampTzGetDatum(now),
+		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id), ObjectIdGetDatum(made->owner),
+	CStringGetTextDatum(made->function), PointerGetDatum(value)};
+	char		nulls[10] = {' ', made->param ? ' ' : 'n', ' ', ' ', ' ', ' ', ' ', ' ', ' ',
+	value ? ' ' : 'n'};
+
+	bool		written;
+
+	reading_around++;
+	written = dasa_run(&insert_settled_child, args, nulls, 0).n == 1;
+	reading_around--;
+	if (!written)
+		return false;
+	made->unwritten = false;
+	c->unwritten--;
+	dasa_recorded_settled(c, made->id);
+	return true;
 }
 
 /* Which of the ids $1 are taken. */
@@ -488,28 +587,27 @@ static DasaStatement taken_ids = {
 void
 dasa_check_unwritten(DasaContext *c)
 {
-	int			pending = c->unwritten;
 	List	   *ids = NIL;
 	DasaUserSave save;
 	uint64		taken;
 	ListCell   *lc;
 
-	if (pending == 0)
+	if (c->unwritten == 0)
 		return;
 	foreach(lc, c->created)
 		if (((DasaCreated *) lfirst(lc))->unwritten)
 			ids = lappend(ids, ((DasaCreated *) lfirst(lc))->id);
-	c->unwritten = 0;			/* while the tables are read */
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	{
 		Datum		args[1] = {dasa_text_array_of_list(ids)};
 
+		reading_around++;
 		taken = dasa_run(&taken_ids, args, NULL, 0).n;
+		reading_around--;
 	}
 	SPI_finish();
 	dasa_restore_user(&save);
-	c->unwritten = pending;
 	if (taken > 0)
 		dasa_write_unwritten(c);
 }

@@ -127,7 +127,7 @@ dasa_recorded_is_child(DasaContext *c, const char *id)
 }
 
 /* The child id this attempt created, still pending; NULL if id is not one. */
-const DasaCreated *
+DasaCreated *
 dasa_recorded_fresh_child(DasaContext *c, const char *id)
 {
 	FreshEntry *fresh = c->fresh ? hash_search(c->fresh, &id, HASH_FIND, NULL) : NULL;

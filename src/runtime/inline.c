@@ -42,19 +42,35 @@ dasa_inline_permit(TimestampTz until)
 }
 
 /*
- * Run child (its row is ours, uncommitted) in a subtransaction, its own
- * context current, then parent's again; true if it returned a value in
- * time, kept in *value. An error that is the parent's (its timeout, a
- * cancel) goes on up.
+ * Whatever the child's run wrote is rolled back: if its own row was written
+ * meanwhile (by a read of the tables, unwritten.c), it is not any more.
+ */
+static void
+undo_written(DasaContext *parent, DasaCreated *made, bool was_unwritten)
+{
+	if (was_unwritten && !made->unwritten)
+	{
+		made->unwritten = true;
+		parent->unwritten++;
+	}
+}
+
+/*
+ * Run child (made: as its parent's attempt created it, perhaps not written
+ * yet) in a subtransaction, its own context current, then parent's again;
+ * true if it returned a value in time, kept in *value. An error that is the
+ * parent's (its timeout, a cancel) goes on up.
  */
 static bool
-run_child(DasaContext *parent, DasaTask *child, Jsonb **value)
+run_child(DasaContext *parent, DasaCreated *made, DasaTask *child, Jsonb **value)
 {
 	MemoryContext keep = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
+	bool		was_unwritten = made->unwritten;
 	volatile bool ok = false;
 
 	dasa_context_begin(child);
+	dasa_suspending_context()->outer = parent;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(keep);
 	depth++;
@@ -66,7 +82,10 @@ run_child(DasaContext *parent, DasaTask *child, Jsonb **value)
 		if (ok)
 			ReleaseCurrentSubTransaction();
 		else
+		{
 			RollbackAndReleaseCurrentSubTransaction();
+			undo_written(parent, made, was_unwritten);
+		}
 	}
 	PG_CATCH();
 	{
@@ -80,6 +99,7 @@ run_child(DasaContext *parent, DasaTask *child, Jsonb **value)
 			PG_RE_THROW();
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
+		undo_written(parent, made, was_unwritten);
 		depth++;
 	}
 	PG_END_TRY();
@@ -119,9 +139,21 @@ child_task(DasaContext *c, const DasaCreated *made, DasaTask *child)
 	return child->timeout_ms >= MIN_CHILD_TIMEOUT_MS && dasa_attempt_unrunnable(child) == NULL;
 }
 
+/*
+ * Settle made, run here with value: a child not written yet is written
+ * settled (one statement), one written already is resolved and completed.
+ */
+static bool
+settle_child(DasaContext *c, DasaCreated *made, const DasaTask *child, Jsonb *value)
+{
+	if (made->unwritten)
+		return dasa_write_settled_child(c, made, value);
+	return dasa_settle_inline_child(child->id, value, child->version);
+}
+
 /* The runner core/inline.c calls: run made, the attempt's own child, and settle it. */
 static bool
-run_inline(DasaContext *c, const DasaCreated *made)
+run_inline(DasaContext *c, DasaCreated *made)
 {
 	DasaUserSave save;
 	DasaTask	child;
@@ -131,12 +163,13 @@ run_inline(DasaContext *c, const DasaCreated *made)
 	if (GetCurrentTimestamp() >= permitted_until || depth >= MAX_INLINE_DEPTH ||
 		!dasa_function_inlines(made->function))
 		return false;
-	dasa_write_unwritten(c);	/* the child's own row among them */
+	dasa_write_unwritten_but(c, made);	/* its siblings, as the tables would have them by now */
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
-	if (child_task(c, made, &child))
+	/* (an id taken beforehand fails the parent when it suspends, as dasa.invoke would) */
+	if ((!made->unwritten || dasa_inline_child_id_free(made)) && child_task(c, made, &child))
 	{
-		ran = run_child(c, &child, &value) && dasa_settle_inline_child(child.id, value, child.version);
+		ran = run_child(c, made, &child, &value) && settle_child(c, made, &child, value);
 		if (!ran)
 			dasa_function_inline_failed(made->function);
 	}

@@ -69,13 +69,23 @@ start_seeing_own_writes(QueryDesc *query, int eflags)
 	PopActiveSnapshot();
 }
 
+/* Has the running attempt, or a child run inside it, something unwritten? */
+static bool
+has_unwritten(DasaContext *c)
+{
+	for (; c != NULL; c = c->outer)
+		if (c->unwritten > 0)
+			return true;
+	return false;
+}
+
 static void
 write_then_start(QueryDesc *query, int eflags)
 {
 	DasaContext *running = dasa_suspending_context();
 	int			nest;
 
-	if (running == NULL || running->unwritten == 0 || !touches_work_tables(query->plannedstmt))
+	if (!has_unwritten(running) || !dasa_unwritten_must_write() || !touches_work_tables(query->plannedstmt))
 	{
 		start(query, eflags);
 		return;
@@ -83,7 +93,8 @@ write_then_start(QueryDesc *query, int eflags)
 	nest = NewGUCNestLevel();
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	dasa_write_unwritten(running);
+	for (DasaContext *c = running; c != NULL; c = c->outer)
+		dasa_write_unwritten(c);
 	AtEOXact_GUC(true, nest);
 	if (query->snapshot != NULL)
 		start_seeing_own_writes(query, eflags);

@@ -48,7 +48,29 @@ DECLARE first text := dasa.invoke('cw_gated', '{\"gate\": \"cw-gate-1\"}');
 BEGIN
   RETURN dasa.await(second);
 END \$\$;
+-- a step that counts its own row; one that reads the tables, then fails once
+CREATE FUNCTION cw_self(a jsonb) RETURNS jsonb LANGUAGE sql AS
+  'SELECT to_jsonb(count(*)) FROM dasa.invocations WHERE id = dasa.current_invocation()';
+CREATE SEQUENCE cw_tries;
+CREATE FUNCTION cw_flaky(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  PERFORM count(*) FROM dasa.promises;
+  IF a ? 'fail' AND nextval('cw_tries') = 1 THEN RAISE EXCEPTION 'first try fails'; END IF;
+  RETURN a;
+END \$\$;
+-- a chain of steps, each awaited as soon as invoked
+CREATE FUNCTION cw_steps(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+DECLARE out jsonb := '[]';
+BEGIN
+  FOR i IN 1..(a->>'n')::int LOOP
+    out := out || jsonb_build_array(dasa.await(dasa.invoke(a->>'fn', a->'args')));
+  END LOOP;
+  RETURN out;
+END \$\$;
 SELECT count(*) FROM (SELECT dasa.register('cw_noop', 'cw_noop(jsonb)')
+  UNION ALL SELECT dasa.register('cw_self', 'cw_self(jsonb)')
+  UNION ALL SELECT dasa.register('cw_flaky', 'cw_flaky(jsonb)', initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('cw_steps', 'cw_steps(jsonb)')
   UNION ALL SELECT dasa.register('cw_gated', 'cw_gated(jsonb)')
   UNION ALL SELECT dasa.register('cw_peek', 'cw_peek(jsonb)')
   UNION ALL SELECT dasa.register('cw_fire', 'cw_fire(jsonb)')
@@ -60,6 +82,21 @@ is "$(q $db "CALL dasa.call('cw_peek', '{}', 'cw-peek')")" '{"view": 3, "table":
    "an attempt's own reads (the table, the invocations view, dasa.get_promise) see the 3 children it has just invoked"
 ok "which then run" wait_for 20 $db \
    "SELECT count(*) = 3 FROM dasa.promises WHERE parent_id = 'cw-peek' AND state = 'resolved'"
+
+# Steps awaited as soon as invoked (run inside the chain's attempt once the
+# executor knows them): each sees its own row while it runs; a step that
+# read the tables and then failed runs again as usual.
+is "$(q $db "CALL dasa.call('cw_steps', '{\"n\": 4, \"fn\": \"cw_self\", \"args\": {}}', 'cw-self-1')")" '[1, 1, 1, 1]' \
+   "each step of a chain finds its own row in dasa.invocations"
+is "$(q $db "CALL dasa.call('cw_steps', '{\"n\": 4, \"fn\": \"cw_self\", \"args\": {}}', 'cw-self-2')")" '[1, 1, 1, 1]' \
+   "and again once its steps are known to be quick"
+is "$(q $db "SELECT count(*) FROM dasa.promises WHERE parent_id IN ('cw-self-1', 'cw-self-2') AND state = 'resolved'")" 8 \
+   "every step is resolved"
+q $db "CALL dasa.call('cw_steps', '{\"n\": 3, \"fn\": \"cw_flaky\", \"args\": {}}', 'cw-flaky-warm')" >/dev/null
+is "$(q $db "CALL dasa.call('cw_steps', '{\"n\": 2, \"fn\": \"cw_flaky\", \"args\": {\"fail\": 1}}', 'cw-flaky')")" \
+   '[{"fail": 1}, {"fail": 1}]' "a step that read the tables and failed once is run again and the chain finishes"
+is "$(q $db "SELECT count(*) FROM dasa.promises WHERE parent_id = 'cw-flaky' AND state = 'resolved'")" 2 \
+   "both of its steps are there, resolved"
 
 # Children of an attempt that returns without awaiting them.
 is "$(q $db "CALL dasa.call('cw_fire', '{}', 'cw-fire')")" '"fired"' "a parent returns without awaiting its children"
