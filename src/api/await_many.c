@@ -10,12 +10,12 @@
 #include "api/api.h"
 
 #include "catalog/pg_type.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
 
 PG_FUNCTION_INFO_V1(dasa_await_all);
 PG_FUNCTION_INFO_V1(dasa_await_any);
@@ -83,28 +83,39 @@ is_pending(const DasaAwaitRead *read)
 	return strcmp(read->promise.state, "pending") == 0;
 }
 
+/* Append value (NULL: JSON null) to the array being built in *state. */
+static void
+push_element(JsonbParseState **state, Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (value == NULL)
+		v.type = jbvNull;
+	else if (JB_ROOT_IS_SCALAR(value))
+		(void) JsonbExtractScalar(&value->root, &v);
+	else
+	{
+		v.type = jbvBinary;
+		v.val.binary.data = &value->root;
+		v.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	}
+	(void) pushJsonbValue(state, WJB_ELEM, &v);
+}
+
+/* The values, in the order of ids, as one jsonb array (built directly, never printed). */
 static Datum
 values_array(List *ids, DasaAwaitRead *reads)
 {
-	StringInfoData buf;
+	JsonbParseState *state = NULL;
+	JsonbValue *array;
 	ListCell   *lc;
 
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
+	(void) pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	foreach(lc, ids)
-	{
-		int			i = foreach_current_index(lc);
-		Jsonb	   *value = dasa_settled_result((char *) lfirst(lc), &reads[i].promise);
-
-		if (i > 0)
-			appendStringInfoString(&buf, ", ");
-		if (value == NULL)
-			appendStringInfoString(&buf, "null");
-		else
-			JsonbToCString(&buf, &value->root, VARSIZE(value));
-	}
-	appendStringInfoChar(&buf, ']');
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+		push_element(&state, dasa_settled_result((char *) lfirst(lc),
+												 &reads[foreach_current_index(lc)].promise));
+	array = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbPGetDatum(JsonbValueToJsonb(array));
 }
 
 /* dasa.await_all(ids, timeout): the values, in order, once all have settled. */
