@@ -14,7 +14,7 @@ port=55432
 # Copy the suite where the postgres user can read it (a root-owned clone may not be),
 # with the sources and objects (the layering test inspects them).
 mkdir -p "$work/suite"
-cp -r "$root/test" "$root/expected" "$root/scripts" "$root/src" "$work/suite/"
+cp -r "$root/test" "$root/expected" "$root/scripts" "$root/src" "$root/README.md" "$work/suite/"
 [ -d "$root/examples" ] && cp -r "$root/examples" "$work/suite/"
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$work"
 
