@@ -12,13 +12,16 @@
 
 PG_FUNCTION_INFO_V1(dasa_invoke);
 
-/* dasa.invoke(name, args, id, timeout): the invocation's id, at once. */
+/* dasa.invoke(name, args, id, timeout, start_at): the invocation's id, at once. */
 Datum
 dasa_invoke(PG_FUNCTION_ARGS)
 {
 	DasaInvokeArgs in;
 
+	TimestampTz start_at;
+
 	dasa_check_invoke_args(fcinfo, &in);
-	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_internal(in.name, in.args, in.id, in.timeout,
-														  GetUserId())));
+	start_at = PG_NARGS() > 4 ? dasa_check_start_at(fcinfo, 4) : 0;
+	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_at(in.name, in.args, in.id, in.timeout,
+													dasa_no_tags(), GetUserId(), start_at)));
 }

@@ -196,3 +196,21 @@ dasa_check_invoke_args(FunctionCallInfo fcinfo, DasaInvokeArgs *out)
 	out->timeout = PG_ARGISNULL(3) ? NULL : dasa_check_interval(fcinfo, 3, "timeout");
 	out->args = dasa_check_args(fcinfo, 1);
 }
+
+/* When an invocation may start: 0 (NULL, -infinity, or a time past: at once), or a finite time. */
+TimestampTz
+dasa_check_start_at(FunctionCallInfo fcinfo, int argno)
+{
+	TimestampTz start_at;
+
+	if (PG_ARGISNULL(argno))
+		return 0;
+	start_at = PG_GETARG_TIMESTAMPTZ(argno);
+	if (TIMESTAMP_IS_NOEND(start_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("start_at must be a finite time"),
+				 errdetail("It is infinity: the invocation would never start."),
+				 errhint("Pass a time such as now() + interval '1 hour', or NULL to start at once.")));
+	return TIMESTAMP_IS_NOBEGIN(start_at) ? 0 : start_at;
+}

@@ -74,6 +74,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	bool		recorded;		/* an earlier attempt's, found again: already written */
 	bool		settled;		/* (recorded) settled when this attempt began */
 	bool		unwritten;		/* not written yet: the attempt writes it when it ends */
+	TimestampTz run_at;			/* (an invocation) due from then on; 0: when written */
 } DasaCreated;
 
 /* recorded.c: a child an earlier attempt of the running invocation recorded */
@@ -225,6 +226,9 @@ extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 								  Interval *timeout, Oid caller);
 extern char *dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
 								Jsonb *tags, Oid caller);
+extern Jsonb *dasa_no_tags(void);
+extern char *dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
+							Jsonb *tags, Oid caller, TimestampTz start_at);
 extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded,
 								 const char *function);
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);

@@ -34,7 +34,8 @@ dasa_inline_try(DasaContext *c, const char *id)
 {
 	DasaCreated *made = dasa_recorded_fresh_child(c, id);
 
-	if (runner == NULL || made == NULL || made->function == NULL || made->queue != NULL)
+	if (runner == NULL || made == NULL || made->function == NULL || made->queue != NULL ||
+		made->run_at > GetCurrentTimestamp())
 		return false;
 	return runner(c, made);
 }

@@ -50,8 +50,8 @@ random_id(void)
 }
 
 /* The empty tag set of every invocation, parsed once per backend. */
-static Jsonb *
-no_tags(void)
+Jsonb *
+dasa_no_tags(void)
 {
 	static Jsonb *empty = NULL;
 
@@ -65,30 +65,31 @@ no_tags(void)
 	return empty;
 }
 
-/* An invocation's promise ($1..$8) and its task ($9 function, $10 queue), unless the id exists. */
+/* An invocation's promise ($1..$8) and its task ($9 function, $10 queue, due at $11), unless the id exists. */
 static DasaStatement insert_invocation = {
 	.since = "0.5.0",
 	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
 	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id) "
-	"INSERT INTO dasa.tasks (id, function, run_at, queue) SELECT id, $9, $5, $10 FROM p RETURNING id",
+	"INSERT INTO dasa.tasks (id, function, run_at, queue) SELECT id, $9, $11, $10 FROM p RETURNING id",
 	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
-	TEXTOID, TEXTOID},
+	TEXTOID, TEXTOID, TIMESTAMPTZOID},
 	.columns = {"id"},
 };
 
 /* Write the invocation's promise and task unless the id exists (one statement); true if written. */
 static bool
 create_invocation(const char *id, const char *name, const char *queue, Jsonb *args, Jsonb *tags,
-				  TimestampTz timeout_at, TimestampTz now, DasaContext *parent, Oid owner)
+				  TimestampTz timeout_at, TimestampTz now, TimestampTz run_at, DasaContext *parent,
+				  Oid owner)
 {
-	Datum		values[10] = {CStringGetTextDatum(id), PointerGetDatum(args),
+	Datum		values[11] = {CStringGetTextDatum(id), PointerGetDatum(args),
 		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
 		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
 		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
 		ObjectIdGetDatum(owner), CStringGetTextDatum(name),
-	queue ? CStringGetTextDatum(queue) : (Datum) 0};
-	char		nulls[10] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
-	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n'};
+	queue ? CStringGetTextDatum(queue) : (Datum) 0, TimestampTzGetDatum(run_at)};
+	char		nulls[11] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
+	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n', ' '};
 
 	if (dasa_run(&insert_invocation, values, nulls, 0).n == 0)
 		return false;
@@ -96,7 +97,7 @@ create_invocation(const char *id, const char *name, const char *queue, Jsonb *ar
 	if (queue)
 		dasa_wake_at_commit_external();
 	else
-		dasa_wake_at_commit_task(now);
+		dasa_wake_at_commit_task(run_at);
 	return true;
 }
 
@@ -263,7 +264,7 @@ dasa_unwritten_must_write(void)
  * something reads the tables: see dasa_write_unwritten). A fan-out then
  * costs one insert per child, not two.
  */
-static void
+static DasaCreated *
 defer_child(DasaContext *parent, const char *id, const char *name, const char *queue, Jsonb *args,
 			Jsonb *tags, TimestampTz timeout_at, Oid caller)
 {
@@ -271,6 +272,7 @@ defer_child(DasaContext *parent, const char *id, const char *name, const char *q
 
 	made->unwritten = true;
 	parent->unwritten++;
+	return made;
 }
 
 /*
@@ -285,9 +287,22 @@ char *
 dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
 				   Jsonb *tags, Oid caller)
 {
+	return dasa_invoke_at(name, args, id, timeout, tags, caller, 0);
+}
+
+/*
+ * As dasa_invoke_tagged, the task due from start_at on (0, or a time past:
+ * at once); its timeout counts from then.
+ */
+char *
+dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
+			   Jsonb *tags, Oid caller, TimestampTz start_at)
+{
 	DasaLookup	fn;
 	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz run_at = Max(now, start_at);
 	TimestampTz timeout_at;
+	DasaCreated *made = NULL;
 	DasaContext *parent = dasa_context();
 	bool		named_here = (id == NULL);
 	DasaUserSave save;
@@ -301,19 +316,21 @@ dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *time
 	SPI_connect();
 	dasa_check_may_invoke(name, caller, &fn);
 	timeout_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														 TimestampTzGetDatum(now),
+														 TimestampTzGetDatum(run_at),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 	if (parent != NULL)
 		timeout_at = dasa_context_cap(parent, timeout_at);
 	if (parent != NULL && named_here && parent == dasa_suspending_context())
-		defer_child(parent, id, name, fn.queue, args, tags, timeout_at, caller);
+		made = defer_child(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	else
 	{
-		if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, parent, caller))
+		if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, run_at, parent, caller))
 			check_existing(id, name, caller, parent, named_here);
 		if (parent != NULL)
-			(void) dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
+			made = dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	}
+	if (made != NULL && start_at > now)
+		made->run_at = run_at;
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -324,27 +341,27 @@ char *
 dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 					 Interval *timeout, Oid caller)
 {
-	return dasa_invoke_tagged(name, args, id, timeout, no_tags(), caller);
+	return dasa_invoke_tagged(name, args, id, timeout, dasa_no_tags(), caller);
 }
 
 /*
  * Write the promises $1.. (children of $10 under root $11, created at $9)
  * unless their ids exist, and the tasks of those that are invocations
- * ($7 function, $8 queue): which ids were written.
+ * ($7 function, $8 queue, due at $12): which ids were written.
  */
 static DasaStatement insert_children = {
 	.since = "0.5.0",
 	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
-	"    $5::oid[], $6::boolean[], $7::text[], $8::text[])"
-	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue)),"
+	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[])"
+	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at)),"
 	" p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
 	"    SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited FROM v"
 	"    ON CONFLICT (id) DO NOTHING RETURNING id),"
 	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue)"
-	"    SELECT v.id, v.function, $9, v.queue FROM v JOIN p ON p.id = v.id WHERE v.function IS NOT NULL) "
+	"    SELECT v.id, v.function, v.run_at, v.queue FROM v JOIN p ON p.id = v.id WHERE v.function IS NOT NULL) "
 	"SELECT id FROM p",
 	.args = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, OIDARRAYOID,
-	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID},
+	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID},
 	.columns = {"id"},
 };
 
@@ -353,6 +370,7 @@ static void
 wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 {
 	TimestampTz first_deadline = DT_NOEND;
+	TimestampTz first_due = DT_NOEND;
 	bool		in_database = false,
 				external = false;
 	ListCell   *lc;
@@ -364,13 +382,15 @@ wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 		if (made->recorded || !dasa_idset_contains(written, made->id))
 			continue;
 		first_deadline = Min(first_deadline, made->timeout_at);
+		if (made->function != NULL && made->queue == NULL)
+			first_due = Min(first_due, made->run_at != 0 ? made->run_at : created_at);
 		in_database |= (made->function != NULL && made->queue == NULL);
 		external |= (made->queue != NULL);
 	}
 	if (first_deadline != DT_NOEND)
 		dasa_wake_at_commit_deadline(first_deadline);
 	if (in_database)
-		dasa_wake_at_commit_task(created_at);
+		dasa_wake_at_commit_task(first_due);
 	if (external)
 		dasa_wake_at_commit_external();
 }
@@ -389,6 +409,7 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 	Jsonb	  **params = palloc(sizeof(Jsonb *) * max);
 	Jsonb	  **tags = palloc(sizeof(Jsonb *) * max);
 	TimestampTz *deadlines = palloc(sizeof(TimestampTz) * max);
+	TimestampTz *due = palloc(sizeof(TimestampTz) * max);
 	Oid		   *owners = palloc(sizeof(Oid) * max);
 	bool	   *awaited = palloc(sizeof(bool) * max);
 	char	  **functions = palloc(sizeof(char *) * max);
@@ -408,6 +429,7 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 		params[n] = made->param;
 		tags[n] = made->tags;
 		deadlines[n] = made->timeout_at;
+		due[n] = made->run_at != 0 ? made->run_at : now;
 		owners[n] = made->owner;
 		awaited[n] = waited_on != NULL && dasa_idset_contains(waited_on, made->id);
 		functions[n] = made->function;
@@ -417,11 +439,12 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 	if (n == 0)
 		return written;
 	{
-		Datum		args[11] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
+		Datum		args[12] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
 			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
 			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
 			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(now),
-		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id)};
+		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id),
+		dasa_timestamptz_array(due, n)};
 
 		rows = dasa_run(&insert_children, args, NULL, 0);
 	}

@@ -198,6 +198,19 @@ call_procedure(DasaTask *task, bool after_others, bool timed, MemoryContext keep
 	return value;
 }
 
+/*
+ * The function failed with the rejection of a promise it awaited (rejected,
+ * canceled, timed out): a settled promise never changes, so running it again
+ * would meet the same one. It fails at once, the rejection nested in its own.
+ * A function that wants to try again catches the error and raises its own.
+ */
+static bool
+settled_against(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_DASA_PROMISE_REJECTED || sqlerrcode == ERRCODE_DASA_PROMISE_CANCELED ||
+		sqlerrcode == ERRCODE_DASA_PROMISE_TIMEDOUT;
+}
+
 /* A failure that waiting behind another batch can cause: no fault of the function. */
 static bool
 batch_made(int sqlerrcode)
@@ -270,7 +283,7 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		out->suspended = out->context->suspended;
-		out->final = out->context->final;
+		out->final = out->context->final || settled_against(out->error->sqlerrcode);
 		out->deferred = after_others && !out->suspended &&
 			(batch_made(out->error->sqlerrcode) ||
 			 (gave_way && out->error->sqlerrcode == ERRCODE_QUERY_CANCELED));

@@ -67,7 +67,19 @@ BEGIN
   END LOOP;
   RETURN out;
 END \$\$;
+-- a child that fails; a parent that awaits it; one that turns its failure into its own
+CREATE FUNCTION cw_bad(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN RAISE EXCEPTION 'bad child'; END \$\$;
+CREATE FUNCTION cw_await_bad(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT dasa.await(dasa.invoke(''cw_bad''))';
+CREATE FUNCTION cw_catch_bad(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  RETURN dasa.await(dasa.invoke('cw_bad'));
+EXCEPTION WHEN SQLSTATE 'DA001' THEN RAISE EXCEPTION 'try again';
+END \$\$;
 SELECT count(*) FROM (SELECT dasa.register('cw_noop', 'cw_noop(jsonb)')
+  UNION ALL SELECT dasa.register('cw_bad', 'cw_bad(jsonb)', max_attempts => 1)
+  UNION ALL SELECT dasa.register('cw_await_bad', 'cw_await_bad(jsonb)', max_attempts => 3, initial_backoff => '10 ms')
+  UNION ALL SELECT dasa.register('cw_catch_bad', 'cw_catch_bad(jsonb)', max_attempts => 3, initial_backoff => '10 ms')
   UNION ALL SELECT dasa.register('cw_self', 'cw_self(jsonb)')
   UNION ALL SELECT dasa.register('cw_flaky', 'cw_flaky(jsonb)', initial_backoff => '10 ms')
   UNION ALL SELECT dasa.register('cw_steps', 'cw_steps(jsonb)')
@@ -97,6 +109,16 @@ is "$(q $db "CALL dasa.call('cw_steps', '{\"n\": 2, \"fn\": \"cw_flaky\", \"args
    '[{"fail": 1}, {"fail": 1}]' "a step that read the tables and failed once is run again and the chain finishes"
 is "$(q $db "SELECT count(*) FROM dasa.promises WHERE parent_id = 'cw-flaky' AND state = 'resolved'")" 2 \
    "both of its steps are there, resolved"
+
+# A child's rejection is final for the parent that awaited it.
+q $db "SELECT dasa.invoke('cw_await_bad', '{}', 'cw-await-bad'), dasa.invoke('cw_catch_bad', '{}', 'cw-catch-bad')" >/dev/null
+ok "a parent awaiting a failing child is rejected" wait_for 20 $db \
+   "SELECT count(*) = 2 FROM dasa.promises WHERE id IN ('cw-await-bad', 'cw-catch-bad') AND state = 'rejected'"
+is "$(q $db "SELECT (SELECT count(*) FROM dasa.attempts WHERE task_id = 'cw-await-bad') || ' ' || (value->>'sqlstate')
+             || ' ' || (value->'detail'->>'message') FROM dasa.promises WHERE id = 'cw-await-bad'")" "1 DA001 bad child" \
+   "after one attempt, not its 3: the child's rejection is final, nested in the parent's"
+is "$(q $db "SELECT count(*) || ' ' || string_agg(DISTINCT message, ',') FROM dasa.attempts WHERE task_id = 'cw-catch-bad'")" \
+   "3 try again" "a parent that turns the child's failure into its own error is retried by its policy"
 
 # Children of an attempt that returns without awaiting them.
 is "$(q $db "CALL dasa.call('cw_fire', '{}', 'cw-fire')")" '"fired"' "a parent returns without awaiting its children"

@@ -48,7 +48,7 @@ while IFS= read -r l; do
 done < <(grep -E "^SELECT dasa\.await\('[^']+'\); +-- [\[{\"]" "$readme")
 
 is "$(q $db "SELECT string_agg(order_id || '=' || amount, ' ' ORDER BY order_id) FROM app.payments WHERE order_id <> 'o-8'")" \
-   "o-1=12 o-2=5 o-7=30" "each order the walk-through charges is charged once"
+   "o-1=12 o-2=5 o-3=7 o-7=30" "each order the walk-through charges is charged once"
 is "$(q $db "SELECT state || ' ' || (SELECT count(*) FROM dasa.attempts WHERE task_id = 'refund-o-404') FROM dasa.promises WHERE id = 'refund-o-404'")" \
    "rejected 2" "the failing refund is rejected after its 2 attempts"
 is "$(q $db "SELECT state FROM dasa.promises WHERE id = 'fulfil-o-8'")" rejected_canceled "the cancelled workflow is cancelled"

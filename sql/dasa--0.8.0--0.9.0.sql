@@ -1,0 +1,21 @@
+-- dasa 0.8.0 -> 0.9.0: delayed starts.
+
+\echo Use "ALTER EXTENSION dasa UPDATE TO '0.9.0'" to load this file. \quit
+
+-- dasa.invoke(..., start_at): the task is due from start_at on (NULL: at
+-- once), and the invocation's timeout counts from then.
+DROP FUNCTION dasa.invoke(text, jsonb, text, interval);
+CREATE FUNCTION dasa.invoke(
+    name text,
+    args jsonb DEFAULT '{}',
+    id text DEFAULT NULL,
+    timeout interval DEFAULT NULL,
+    start_at timestamptz DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dasa_invoke'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) IS
+    'Invoke a registered function: its id at once; it runs once this transaction commits (from start_at on, if given).';
+REVOKE ALL ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) TO dasa_user;
