@@ -19,3 +19,23 @@ COMMENT ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) IS
     'Invoke a registered function: its id at once; it runs once this transaction commits (from start_at on, if given).';
 REVOKE ALL ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dasa.invoke(text, jsonb, text, interval, timestamptz) TO dasa_user;
+
+-- Re-running failed work: dasa.rerun(id) invokes the function of a rejected,
+-- canceled or timed-out invocation again, under a new id, with the same
+-- arguments; its children that succeeded in the run it repeats are found
+-- again (their recorded values), not run again. tasks.rerun_of says which
+-- invocation a task repeats (a re-run, or a failed child of one re-run too).
+ALTER TABLE dasa.tasks ADD COLUMN rerun_of text COLLATE "C";
+
+CREATE FUNCTION dasa.rerun(
+    id text,
+    new_id text DEFAULT NULL,
+    timeout interval DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'dasa_rerun'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION dasa.rerun(text, text, interval) IS
+    'Run a rejected, canceled or timed-out invocation again under a new id (default <id>:rerun-<n>), reusing the results of its children that succeeded.';
+REVOKE ALL ON FUNCTION dasa.rerun(text, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.rerun(text, text, interval) TO dasa_user;

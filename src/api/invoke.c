@@ -17,7 +17,6 @@ Datum
 dasa_invoke(PG_FUNCTION_ARGS)
 {
 	DasaInvokeArgs in;
-
 	TimestampTz start_at;
 
 	dasa_check_invoke_args(fcinfo, &in);

@@ -47,6 +47,8 @@ dasa_sleep(PG_FUNCTION_ARGS)
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	recorded = dasa_recorded_child(running, id);
+	if (recorded != NULL && recorded->earlier_run && recorded->function != NULL)
+		recorded = NULL;		/* (a re-run: what the run it repeats did there is no timer) */
 	if (recorded != NULL)
 	{
 		dasa_check_replay_of(running, id, recorded->function, NULL);

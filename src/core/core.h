@@ -75,6 +75,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	bool		settled;		/* (recorded) settled when this attempt began */
 	bool		unwritten;		/* not written yet: the attempt writes it when it ends */
 	TimestampTz run_at;			/* (an invocation) due from then on; 0: when written */
+	char	   *rerun_of;		/* (an invocation) the failed child it repeats, or NULL */
 } DasaCreated;
 
 /* recorded.c: a child an earlier attempt of the running invocation recorded */
@@ -85,6 +86,8 @@ typedef struct DasaRecorded
 	bool		settled;		/* when this attempt read it (or past its deadline) */
 	bool		final;			/* settled in its row: promise holds it */
 	DasaPromiseRead promise;
+	char	   *id;				/* its id: another than the key if from an earlier run */
+	bool		earlier_run;	/* a child the run this one repeats (dasa.rerun) made */
 } DasaRecorded;
 
 typedef struct DasaContext
@@ -104,6 +107,7 @@ typedef struct DasaContext
 	bool		entered;		/* an external task a client session entered */
 	struct HTAB *recorded;		/* DasaRecorded by id, read when first needed */
 	struct HTAB *fresh;			/* DasaCreated by id: what this attempt created */
+	struct HTAB *reruns;		/* child id -> the failed child it repeats (dasa.rerun) */
 	struct DasaContext *outer;	/* of a child run inside an attempt: the attempt's */
 	MemoryContext memory;
 } DasaContext;
@@ -169,6 +173,7 @@ extern bool dasa_idset_contains(struct HTAB *set, const char *id);
 extern const DasaRecorded *dasa_recorded_child(DasaContext *c, const char *id);
 extern void dasa_recorded_fresh(DasaContext *c, DasaCreated *made);
 extern DasaCreated *dasa_recorded_fresh_child(DasaContext *c, const char *id);
+extern char *dasa_recorded_rerun_of(DasaContext *c, const char *id);
 extern void dasa_recorded_settled(DasaContext *c, const char *id);
 extern bool dasa_recorded_is_child(DasaContext *c, const char *id);
 extern bool dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out);
@@ -227,6 +232,11 @@ extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 extern char *dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
 								Jsonb *tags, Oid caller);
 extern Jsonb *dasa_no_tags(void);
+extern bool dasa_create_invocation(const char *id, const char *name, const char *queue, Jsonb *args,
+								   Jsonb *tags, TimestampTz timeout_at, TimestampTz now,
+								   TimestampTz run_at, const char *repeats, DasaContext *parent,
+								   Oid owner);
+extern char *dasa_rerun_internal(const char *id, const char *new_id, Interval *timeout, Oid caller);
 extern char *dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 							Jsonb *tags, Oid caller, TimestampTz start_at);
 extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded,

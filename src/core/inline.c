@@ -35,7 +35,7 @@ dasa_inline_try(DasaContext *c, const char *id)
 	DasaCreated *made = dasa_recorded_fresh_child(c, id);
 
 	if (runner == NULL || made == NULL || made->function == NULL || made->queue != NULL ||
-		made->run_at > GetCurrentTimestamp())
+		made->run_at > GetCurrentTimestamp() || made->rerun_of != NULL)
 		return false;
 	return runner(c, made);
 }

@@ -65,31 +65,35 @@ dasa_no_tags(void)
 	return empty;
 }
 
-/* An invocation's promise ($1..$8) and its task ($9 function, $10 queue, due at $11), unless the id exists. */
+/*
+ * An invocation's promise ($1..$8) and its task ($9 function, $10 queue, due
+ * at $11, repeating $12), unless the id exists.
+ */
 static DasaStatement insert_invocation = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
 	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id) "
-	"INSERT INTO dasa.tasks (id, function, run_at, queue) SELECT id, $9, $11, $10 FROM p RETURNING id",
+	"INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of) SELECT id, $9, $11, $10, $12 FROM p RETURNING id",
 	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
-	TEXTOID, TEXTOID, TIMESTAMPTZOID},
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
 	.columns = {"id"},
 };
 
-/* Write the invocation's promise and task unless the id exists (one statement); true if written. */
-static bool
-create_invocation(const char *id, const char *name, const char *queue, Jsonb *args, Jsonb *tags,
-				  TimestampTz timeout_at, TimestampTz now, TimestampTz run_at, DasaContext *parent,
-				  Oid owner)
+/* Write the invocation's promise and task unless the id exists (one statement); true if written. Connected to SPI. */
+bool
+dasa_create_invocation(const char *id, const char *name, const char *queue, Jsonb *args, Jsonb *tags,
+				  TimestampTz timeout_at, TimestampTz now, TimestampTz run_at, const char *repeats,
+				  DasaContext *parent, Oid owner)
 {
-	Datum		values[11] = {CStringGetTextDatum(id), PointerGetDatum(args),
+	Datum		values[12] = {CStringGetTextDatum(id), PointerGetDatum(args),
 		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
 		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
 		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
 		ObjectIdGetDatum(owner), CStringGetTextDatum(name),
-	queue ? CStringGetTextDatum(queue) : (Datum) 0, TimestampTzGetDatum(run_at)};
-	char		nulls[11] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
-	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n', ' '};
+		queue ? CStringGetTextDatum(queue) : (Datum) 0, TimestampTzGetDatum(run_at),
+	repeats ? CStringGetTextDatum(repeats) : (Datum) 0};
+	char		nulls[12] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
+	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n', ' ', repeats ? ' ' : 'n'};
 
 	if (dasa_run(&insert_invocation, values, nulls, 0).n == 0)
 		return false;
@@ -222,21 +226,33 @@ check_existing(const char *id, const char *name, Oid caller, DasaContext *parent
 }
 
 /*
- * A replay naming the child id that an earlier attempt recorded: true if
- * so, after checking it is the same kind of child (and the caller's).
+ * A replay naming the child id that an earlier attempt recorded: its id, after
+ * checking it is the same kind of child (and the caller's); NULL if none.
+ * In a re-run (dasa.rerun), a child of the same function that resolved in
+ * the run it repeats is found the same way: its id (not id) is the result,
+ * its value is reused, and the re-run holds it (retention keeps it).
  */
-static bool
+static const char *
 find_recorded(DasaContext *parent, const char *id, const char *name, Oid caller)
 {
 	const DasaRecorded *recorded = dasa_recorded_child(parent, id);
 
 	if (recorded == NULL)
-		return false;
+		return NULL;
+	if (recorded->earlier_run)
+	{
+		if (recorded->function == NULL || strcmp(recorded->function, name) != 0 ||
+			!dasa_may_access(caller, recorded->owner))
+			return NULL;
+		dasa_context_found(parent, recorded->id, name, recorded);
+		dasa_context_note_read(parent, recorded->id);
+		return recorded->id;
+	}
 	if (recorded->owner != caller)
 		dasa_raise_id_conflict(id, "A promise with this id exists and belongs to another role.");
 	dasa_check_replay_of(parent, id, recorded->function, name);
 	dasa_context_found(parent, id, name, recorded);
-	return true;
+	return id;
 }
 
 /* > 0 while dasa reads around the children not written yet (they must stay so). */
@@ -307,11 +323,16 @@ dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 	bool		named_here = (id == NULL);
 	DasaUserSave save;
 
+	const char *found;
+	char	   *repeats = NULL;
+
 	if (id == NULL)
 		id = parent ? dasa_context_child_id(parent) : random_id();
 	/* A replay finding a child it started before: nothing to look up or write. */
-	if (parent != NULL && named_here && find_recorded(parent, id, name, caller))
-		return (char *) id;
+	if (parent != NULL && named_here && (found = find_recorded(parent, id, name, caller)) != NULL)
+		return (char *) found;
+	if (parent != NULL && named_here)
+		repeats = dasa_recorded_rerun_of(parent, id);
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	dasa_check_may_invoke(name, caller, &fn);
@@ -324,13 +345,16 @@ dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 		made = defer_child(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	else
 	{
-		if (!create_invocation(id, name, fn.queue, args, tags, timeout_at, now, run_at, parent, caller))
+		if (!dasa_create_invocation(id, name, fn.queue, args, tags, timeout_at, now, run_at, repeats,
+							   parent, caller))
 			check_existing(id, name, caller, parent, named_here);
 		if (parent != NULL)
 			made = dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	}
 	if (made != NULL && start_at > now)
 		made->run_at = run_at;
+	if (made != NULL)
+		made->rerun_of = repeats;
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -350,18 +374,20 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
  * ($7 function, $8 queue, due at $12): which ids were written.
  */
 static DasaStatement insert_children = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
-	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[])"
-	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at)),"
+	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[])"
+	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at, rerun_of)),"
 	" p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
 	"    SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited FROM v"
 	"    ON CONFLICT (id) DO NOTHING RETURNING id),"
-	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue)"
-	"    SELECT v.id, v.function, v.run_at, v.queue FROM v JOIN p ON p.id = v.id WHERE v.function IS NOT NULL) "
+	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of)"
+	"    SELECT v.id, v.function, v.run_at, v.queue, v.rerun_of FROM v JOIN p ON p.id = v.id"
+	"    WHERE v.function IS NOT NULL) "
 	"SELECT id FROM p",
 	.args = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, OIDARRAYOID,
-	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID},
+	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID,
+	TEXTARRAYOID},
 	.columns = {"id"},
 };
 
@@ -414,6 +440,7 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 	bool	   *awaited = palloc(sizeof(bool) * max);
 	char	  **functions = palloc(sizeof(char *) * max);
 	char	  **queues = palloc(sizeof(char *) * max);
+	char	  **repeats = palloc(sizeof(char *) * max);
 	HTAB	   *written = dasa_id_table("dasa children written", max, sizeof(char *));
 	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
@@ -434,17 +461,18 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 		awaited[n] = waited_on != NULL && dasa_idset_contains(waited_on, made->id);
 		functions[n] = made->function;
 		queues[n] = made->queue;
+		repeats[n] = made->rerun_of;
 		n++;
 	}
 	if (n == 0)
 		return written;
 	{
-		Datum		args[12] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
+		Datum		args[13] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
 			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
 			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
 			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(now),
 		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id),
-		dasa_timestamptz_array(due, n)};
+		dasa_timestamptz_array(due, n), dasa_nullable_text_array(repeats, n)};
 
 		rows = dasa_run(&insert_children, args, NULL, 0);
 	}

@@ -21,16 +21,25 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 
-/* The children of $1 as they stand at $2: kind, owner, and state (value if settled). */
+/*
+ * The children of $1 as they stand at $2: kind, owner, and state (value if
+ * settled); with those of the invocation $1 re-runs (own false, rerun_of).
+ */
 static DasaStatement children_of = {
-	.sql = "SELECT p.id, t.function, p.owner::oid AS owner,"
+	.since = "0.9.0",
+	.sql = "WITH r AS (SELECT rerun_of FROM dasa.tasks WHERE id = $1),"
+	" kids AS (SELECT x.*, true AS own FROM dasa.promises x WHERE x.parent_id = $1"
+	"  UNION ALL"
+	"  SELECT x.*, false FROM dasa.promises x WHERE x.parent_id = (SELECT rerun_of FROM r)) "
+	"SELECT p.id, t.function, p.owner::oid AS owner,"
 	"  p.state <> 'pending' OR p.timeout_at <= $2 AS settled, p.state::text AS state,"
-	"  CASE WHEN p.state <> 'pending' THEN p.value END AS value, p.timeout_at, p.settled_at "
-	"FROM dasa.promises p LEFT JOIN LATERAL (SELECT function FROM dasa.tasks t"
-	"  WHERE t.id = p.id OFFSET 0) t ON true "
-	"WHERE p.parent_id = $1",
+	"  CASE WHEN p.state <> 'pending' THEN p.value END AS value, p.timeout_at, p.settled_at,"
+	"  p.own, (SELECT rerun_of FROM r) AS rerun_of "
+	"FROM kids p LEFT JOIN LATERAL (SELECT function FROM dasa.tasks t"
+	"  WHERE t.id = p.id OFFSET 0) t ON true",
 	.args = {TEXTOID, TIMESTAMPTZOID},
-	.columns = {"id", "function", "owner", "settled", "state", "value", "timeout_at", "settled_at"},
+	.columns = {"id", "function", "owner", "settled", "state", "value", "timeout_at", "settled_at",
+	"own", "rerun_of"},
 };
 
 typedef struct RecordedEntry
@@ -45,16 +54,28 @@ typedef struct FreshEntry
 	DasaCreated *made;
 } FreshEntry;
 
+typedef struct RerunEntry
+{
+	char	   *id;				/* the child's id in this run */
+	char	   *repeats;		/* the failed child of the earlier run */
+} RerunEntry;
+
+/* Keep row i of the children as recorded under key (its own id, or its name in this run). */
 static void
-keep_row(DasaContext *c, const DasaRows *rows, uint64 i)
+keep_row(DasaContext *c, const DasaRows *rows, uint64 i, char *key, bool earlier_run)
 {
 	char	   *id = dasa_get_text(rows, i, "id");
 	char	   *function = dasa_get_text(rows, i, "function");
 	bool		isnull;
-	RecordedEntry *e = hash_search(c->recorded, &id, HASH_ENTER, NULL);
+	bool		found;
+	RecordedEntry *e = hash_search(c->recorded, &key, HASH_ENTER, &found);
 	DasaRecorded *r = &e->child;
 
-	e->id = pstrdup(id);
+	if (found)
+		return;					/* this run's own child of that name comes first */
+	e->id = pstrdup(key);
+	r->id = pstrdup(id);
+	r->earlier_run = earlier_run;
 	r->function = function ? pstrdup(function) : NULL;
 	r->owner = DatumGetObjectId(dasa_get(rows, i, "owner", &isnull));
 	r->settled = dasa_get_bool(rows, i, "settled");
@@ -65,6 +86,50 @@ keep_row(DasaContext *c, const DasaRows *rows, uint64 i)
 	r->promise.value = dasa_get_jsonb_copy(rows, i, "value");
 	r->promise.timeout_at = dasa_get_timestamp(rows, i, "timeout_at");
 	r->promise.settled_at = dasa_get_timestamp(rows, i, "settled_at");
+}
+
+/*
+ * The name in run c of child id of the run c repeats ("<earlier>.<n>" is
+ * "<c>.<n>"); NULL if it has none (an explicit id, a shortened deep one).
+ */
+static char *
+name_in_this_run(DasaContext *c, const char *earlier, const char *id)
+{
+	size_t		len = strlen(earlier);
+	char	   *name;
+
+	if (strncmp(id, earlier, len) != 0 || id[len] != '.' || strchr(id + len + 1, '.') != NULL)
+		return NULL;
+	name = psprintf("%s%s", c->id, id + len);
+	return strlen(name) <= DASA_MAX_ID_BYTES ? name : NULL;
+}
+
+/*
+ * A child of the run c repeats: one that resolved is found again under its
+ * name in this run (its value reused, never run again); an invocation that
+ * failed is repeated as well, by the child of that name (c->reruns).
+ */
+static void
+keep_earlier(DasaContext *c, const DasaRows *rows, uint64 i)
+{
+	char	   *id = dasa_get_text(rows, i, "id");
+	char	   *name = name_in_this_run(c, dasa_get_text(rows, i, "rerun_of"), id);
+	RerunEntry *e;
+
+	if (name == NULL)
+		return;
+	if (strcmp(dasa_get_text(rows, i, "state"), "resolved") == 0)
+	{
+		keep_row(c, rows, i, name, true);
+		return;
+	}
+	if (dasa_get_text(rows, i, "function") == NULL)
+		return;
+	if (c->reruns == NULL)
+		c->reruns = dasa_id_table("dasa children re-run", 16, sizeof(RerunEntry));
+	e = hash_search(c->reruns, &name, HASH_ENTER, NULL);
+	e->id = name;
+	e->repeats = pstrdup(id);
 }
 
 /* Read c's recorded children into c->recorded (as the extension owner). */
@@ -82,7 +147,11 @@ load(DasaContext *c)
 	old = MemoryContextSwitchTo(c->memory);
 	c->recorded = dasa_id_table("dasa recorded children", (long) rows.n, sizeof(RecordedEntry));
 	for (uint64 i = 0; i < rows.n; i++)
-		keep_row(c, &rows, i);
+		if (dasa_get_bool(&rows, i, "own"))
+			keep_row(c, &rows, i, dasa_get_text(&rows, i, "id"), false);
+	for (uint64 i = 0; i < rows.n; i++)
+		if (!dasa_get_bool(&rows, i, "own"))
+			keep_earlier(c, &rows, i);
 	MemoryContextSwitchTo(old);
 	SPI_finish();
 	dasa_restore_user(&save);
@@ -100,6 +169,18 @@ dasa_recorded_child(DasaContext *c, const char *id)
 		load(c);
 	e = hash_search(c->recorded, &id, HASH_FIND, NULL);
 	return e ? &e->child : NULL;
+}
+
+/* The failed child of the run c repeats that child id of c repeats in turn; NULL if none. */
+char *
+dasa_recorded_rerun_of(DasaContext *c, const char *id)
+{
+	RerunEntry *e;
+
+	if (dasa_recorded_child(c, id) != NULL || c->reruns == NULL)
+		return NULL;
+	e = hash_search(c->reruns, &id, HASH_FIND, NULL);
+	return e ? e->repeats : NULL;
 }
 
 /* Note a child this attempt created (made lives in c->memory). */

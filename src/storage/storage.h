@@ -16,7 +16,7 @@
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
 
-#define DASA_MAX_STATEMENT_ARGS 12
+#define DASA_MAX_STATEMENT_ARGS 16
 #define DASA_MAX_STATEMENT_COLUMNS 24
 
 /* One fixed statement. args ends at the first InvalidOid, columns at the first NULL. */
