@@ -39,3 +39,28 @@ COMMENT ON FUNCTION dasa.rerun(text, text, interval) IS
     'Run a rejected, canceled or timed-out invocation again under a new id (default <id>:rerun-<n>), reusing the results of its children that succeeded.';
 REVOKE ALL ON FUNCTION dasa.rerun(text, text, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dasa.rerun(text, text, interval) TO dasa_user;
+
+-- Two timeouts: attempt_timeout cuts one attempt (which is then retried by
+-- the function's policy); timeout is the invocation's deadline (it ends the
+-- invocation and everything under it). They used to be one: a registration
+-- made before keeps that behaviour (attempt_timeout = timeout).
+ALTER TABLE dasa.functions ADD COLUMN attempt_timeout interval;
+UPDATE dasa.functions SET attempt_timeout = timeout;
+ALTER TABLE dasa.functions ALTER COLUMN attempt_timeout SET NOT NULL,
+    ALTER COLUMN attempt_timeout SET DEFAULT '10 minutes';
+DROP FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval);
+CREATE FUNCTION dasa.register(
+    name text,
+    fn regprocedure,
+    max_attempts integer DEFAULT 3,
+    initial_backoff interval DEFAULT '1 second',
+    max_backoff interval DEFAULT '1 minute',
+    jitter double precision DEFAULT 0.1,
+    timeout interval DEFAULT '7 days',
+    attempt_timeout interval DEFAULT '10 minutes')
+RETURNS dasa.functions
+AS 'MODULE_PATHNAME', 'dasa_register'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) TO dasa_user;

@@ -39,7 +39,7 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	/* Inside a function: a child of the running invocation, kept if it suspends. */
 	if (parent != NULL)
 	{
-		timeout_at = dasa_context_cap(parent, timeout_at);
+		timeout_at = dasa_context_cap_asked(parent, id, timeout_at);
 		dasa_context_created(parent, id, NULL, NULL, param, tags, timeout_at, caller);
 	}
 	dasa_switch_user(dasa_extension_owner(), &save);

@@ -112,6 +112,20 @@ read_policy(FunctionCallInfo fcinfo, DasaRegistration *r)
 	check_retry_options(r->max_attempts, r->initial_backoff, r->max_backoff, r->jitter);
 }
 
+/* One attempt's timeout: a positive interval. */
+static Interval *
+check_attempt_timeout(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *span = dasa_check_interval(fcinfo, argno, "attempt_timeout");
+
+	if (span->time == 0 && span->day == 0 && span->month == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("attempt_timeout must be longer than zero"),
+				 errhint("Pass how long one attempt may run, such as '10 minutes'.")));
+	return span;
+}
+
 /* Write r as the extension owner, once caller may change its name; returns the row. */
 static Datum
 write_registration(FunctionCallInfo fcinfo, DasaRegistration *r, Oid caller)
@@ -146,6 +160,7 @@ dasa_register(PG_FUNCTION_ARGS)
 	require_not_null(fcinfo, 1, "fn");
 	r.proc = PG_GETARG_OID(1);
 	read_policy(fcinfo, &r);
+	r.attempt_timeout = PG_NARGS() > 7 ? check_attempt_timeout(fcinfo, 7) : r.timeout;
 	check_signature(r.proc);
 	if (pg_proc_aclcheck(r.proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -185,6 +200,7 @@ dasa_register_external(PG_FUNCTION_ARGS)
 
 	r.queue = check_queue(fcinfo, 1);
 	read_policy(fcinfo, &r);
+	r.attempt_timeout = r.timeout;	/* (a worker's attempt is bounded by its lease) */
 	PG_RETURN_DATUM(write_registration(fcinfo, &r, caller));
 }
 

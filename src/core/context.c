@@ -182,6 +182,20 @@ dasa_context_cap(DasaContext *c, TimestampTz timeout_at)
 	return Min(timeout_at, c->deadline);
 }
 
+/* The same for a deadline asked for in so many words: cutting it says so (a NOTICE). */
+TimestampTz
+dasa_context_cap_asked(DasaContext *c, const char *id, TimestampTz timeout_at)
+{
+	if (timeout_at <= c->deadline)
+		return timeout_at;
+	ereport(NOTICE,
+			(errmsg("the deadline of \"%s\" is cut to that of \"%s\", %s", id, c->id,
+					timestamptz_to_str(c->deadline)),
+			 errdetail("A child never outlives its parent: when the parent ends, everything under it ends."),
+			 errhint("Register the parent's function with a longer timeout (its deadline).")));
+	return c->deadline;
+}
+
 /* Remember a promise (and, with function non-NULL, its task) this attempt created; NULL if it need not. */
 DasaCreated *
 dasa_context_created(DasaContext *c, const char *id, const char *function, const char *queue,

@@ -154,6 +154,7 @@ extern void dasa_context_begin(DasaTask *task);
 extern void dasa_context_end(void);
 extern char *dasa_context_child_id(DasaContext *c);
 extern TimestampTz dasa_context_cap(DasaContext *c, TimestampTz timeout_at);
+extern TimestampTz dasa_context_cap_asked(DasaContext *c, const char *id, TimestampTz timeout_at);
 extern void dasa_context_note_read(DasaContext *c, const char *id);
 extern DasaCreated *dasa_context_created(DasaContext *c, const char *id, const char *function,
 										 const char *queue, Jsonb *param, Jsonb *tags,
@@ -263,7 +264,8 @@ typedef struct DasaRegistration
 	Interval   *initial_backoff;
 	Interval   *max_backoff;
 	double		jitter;
-	Interval   *timeout;
+	Interval   *timeout;		/* the invocation's deadline, from its start */
+	Interval   *attempt_timeout;	/* one attempt's */
 } DasaRegistration;
 
 /* origin.c: where this database's dasa state was recorded (copies, restores) */
@@ -304,6 +306,7 @@ typedef struct DasaLookup
 	char	   *queue;			/* external: its queue; NULL if in-database */
 	Oid			owner;
 	Interval	timeout;
+	Interval	attempt_timeout;
 } DasaLookup;
 
 extern bool dasa_registry_lookup(const char *name, DasaLookup *out);

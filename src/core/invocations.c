@@ -340,7 +340,7 @@ dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 														 TimestampTzGetDatum(run_at),
 														 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 	if (parent != NULL)
-		timeout_at = dasa_context_cap(parent, timeout_at);
+		timeout_at = timeout ? dasa_context_cap_asked(parent, id, timeout_at) : dasa_context_cap(parent, timeout_at);
 	if (parent != NULL && named_here && parent == dasa_suspending_context())
 		made = defer_child(parent, id, name, fn.queue, args, tags, timeout_at, caller);
 	else

@@ -21,22 +21,24 @@
 #include "utils/builtins.h"
 
 #define FUNCTION_COLUMNS \
-	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at, queue"
+	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at, queue," \
+	" attempt_timeout"
 
 static DasaStatement upsert_function = {
 	.sql = "INSERT INTO dasa.functions AS f (name, proc, owner, max_attempts, initial_backoff,"
-	"  max_backoff, jitter, timeout, registered_at, queue) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9) "
+	"  max_backoff, jitter, timeout, registered_at, queue, attempt_timeout) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9, $10) "
 	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, queue = excluded.queue, owner = excluded.owner,"
 	"  max_attempts = excluded.max_attempts, initial_backoff = excluded.initial_backoff,"
 	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
-	"  timeout = excluded.timeout, registered_at = excluded.registered_at "
+	"  timeout = excluded.timeout, registered_at = excluded.registered_at,"
+	"  attempt_timeout = excluded.attempt_timeout "
 	"RETURNING " FUNCTION_COLUMNS,
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.args = {TEXTOID, TEXTOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
-	INTERVALOID, TEXTOID},
+	INTERVALOID, TEXTOID, INTERVALOID},
 	.columns = {"name", "proc", "owner", "max_attempts", "initial_backoff", "max_backoff",
-	"jitter", "timeout", "registered_at", "queue"},
+	"jitter", "timeout", "registered_at", "queue", "attempt_timeout"},
 };
 
 /* The registering role of $1, its row locked against concurrent changes. */
@@ -53,10 +55,10 @@ static DasaStatement delete_function = {
 
 /* What invoking needs to know of $1. */
 static DasaStatement lookup_function = {
-	.since = "0.5.0",
-	.sql = "SELECT proc, queue, owner::oid AS owner, timeout FROM dasa.functions WHERE name = $1",
+	.since = "0.9.0",
+	.sql = "SELECT proc, queue, owner::oid AS owner, timeout, attempt_timeout FROM dasa.functions WHERE name = $1",
 	.args = {TEXTOID},
-	.columns = {"proc", "queue", "owner", "timeout"},
+	.columns = {"proc", "queue", "owner", "timeout", "attempt_timeout"},
 };
 
 /* Owners of the functions registered on queue $1 other than function $2. */
@@ -82,6 +84,7 @@ typedef struct Registration
 	char	   *queue;			/* external: the queue */
 	Oid			owner;
 	Interval	timeout;
+	Interval	attempt_timeout;
 } Registration;
 
 typedef struct QueueOwners
@@ -149,6 +152,7 @@ registration_of(const char *name)
 	{
 		r->owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
 		r->timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
+		r->attempt_timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "attempt_timeout", &isnull));
 		(void) dasa_get(&rows, 0, "queue", &isnull);
 		r->queue = isnull ? NULL : pstrdup(dasa_get_text(&rows, 0, "queue"));
 		r->signature = r->queue ? NULL : pstrdup(dasa_get_text(&rows, 0, "proc"));
@@ -173,6 +177,7 @@ dasa_registry_lookup(const char *name, DasaLookup *out)
 	/* (copies: the memo may be forgotten at any catalog read) */
 	out->owner = r->owner;
 	out->timeout = r->timeout;
+	out->attempt_timeout = r->attempt_timeout;
 	out->queue = r->queue ? pstrdup(r->queue) : NULL;
 	out->proc = InvalidOid;
 	if (out->queue != NULL)
@@ -277,13 +282,14 @@ dasa_registry_check_owner(const char *name, Oid caller)
 DasaRows
 dasa_registry_upsert(const DasaRegistration *r)
 {
-	Datum		args[9] = {CStringGetTextDatum(r->name),
+	Datum		args[10] = {CStringGetTextDatum(r->name),
 		r->queue ? (Datum) 0 : CStringGetTextDatum(dasa_procedure_signature(r->proc)),
 		ObjectIdGetDatum(r->owner), Int32GetDatum(r->max_attempts),
 		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
 	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout),
-	r->queue ? CStringGetTextDatum(r->queue) : (Datum) 0};
-	char		nulls[9] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n'};
+		r->queue ? CStringGetTextDatum(r->queue) : (Datum) 0,
+	IntervalPGetDatum(r->attempt_timeout)};
+	char		nulls[10] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n', ' '};
 
 	registrations_changed();
 	return dasa_run(&upsert_function, args, nulls, 1);

@@ -25,7 +25,7 @@
 	"  f.name IS NOT NULL AS registered, f.proc," \
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
-	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms," \
+	"  extract(epoch FROM f.attempt_timeout)::float8 * 1000 AS timeout_ms," \
 	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner " \
 	"FROM dasa.tasks t " \
 	"JOIN dasa.promises p ON p.id = t.id " \
@@ -52,7 +52,7 @@
 	"  f.name IS NOT NULL AS registered, f.proc," \
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
-	"  extract(epoch FROM f.timeout)::float8 * 1000 AS timeout_ms," \
+	"  extract(epoch FROM f.attempt_timeout)::float8 * 1000 AS timeout_ms," \
 	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner," \
 	"  p.id IS NOT NULL AS promise_locked " \
 	"FROM (SELECT * FROM dasa.tasks" \
@@ -63,7 +63,7 @@
 	"LEFT JOIN LATERAL (SELECT * FROM dasa.functions y WHERE y.name = t.function OFFSET 0) f ON true " \
 	"ORDER BY t.run_at"
 static DasaStatement claim_tasks = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
 	.columns = {TASK_COLUMNS, "promise_locked"},
@@ -71,7 +71,7 @@ static DasaStatement claim_tasks = {
 
 /* The claim's plan, as it runs (with its buffers): dasa._explain_claim(). */
 static DasaStatement explain_claim = {
-	.since = "0.7.0",
+	.since = "0.9.0",
 	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
 	.columns = {"QUERY PLAN"},
@@ -82,7 +82,7 @@ static DasaStatement explain_claim = {
  * an executor that runs it right now, so that the count is never skipped.
  */
 static DasaStatement crashed_task = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = TASK_SELECT "WHERE t.id = $1 AND t.state = 'pending' FOR UPDATE OF t",
 	.args = {TEXTOID},
 	.columns = {TASK_COLUMNS},
@@ -90,7 +90,7 @@ static DasaStatement crashed_task = {
 
 /* Task $1, locked. */
 static DasaStatement task_by_id = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = TASK_SELECT "WHERE t.id = $1 FOR UPDATE OF t",
 	.args = {TEXTOID},
 	.columns = {TASK_COLUMNS},

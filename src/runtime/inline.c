@@ -134,8 +134,8 @@ child_task(DasaContext *c, const DasaCreated *made, DasaTask *child)
 	child->proc = fn.proc;
 	child->state = "pending";
 	child->promise_pending = true;
-	child->timeout_ms = (double) fn.timeout.time / 1000.0 +
-		((double) fn.timeout.day + 30.0 * fn.timeout.month) * 86400000.0;
+	child->timeout_ms = (double) fn.attempt_timeout.time / 1000.0 +
+		((double) fn.attempt_timeout.day + 30.0 * fn.attempt_timeout.month) * 86400000.0;
 	return child->timeout_ms >= MIN_CHILD_TIMEOUT_MS && dasa_attempt_unrunnable(child) == NULL;
 }
 

@@ -41,7 +41,7 @@ SELECT count(*) FROM (
   SELECT dasa.register('fx_add', 'fx_add(jsonb)')
   UNION ALL SELECT dasa.register('fx_flaky', 'fx_flaky(jsonb)', max_attempts => 5, initial_backoff => '10 ms', max_backoff => '50 ms')
   UNION ALL SELECT dasa.register('fx_broken', 'fx_broken(jsonb)', max_attempts => 3, initial_backoff => '10 ms', jitter => 0)
-  UNION ALL SELECT dasa.register('fx_sleep', 'fx_sleep(jsonb)', max_attempts => 1, timeout => '300 ms')) r" >/dev/null
+  UNION ALL SELECT dasa.register('fx_sleep', 'fx_sleep(jsonb)', max_attempts => 1, attempt_timeout => '300 ms')) r" >/dev/null
 
 settled() {  # settled ID: wait until the promise is settled
   wait_for 30 $db "SELECT state <> 'pending' FROM dasa.get_promise('$1')"

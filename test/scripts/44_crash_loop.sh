@@ -56,7 +56,7 @@ BEGIN
     BEGIN PERFORM pg_sleep(0.1); EXCEPTION WHEN query_canceled THEN NULL; END;
   END LOOP;
 END \$\$;
-SELECT count(*) FROM dasa.register('cl_stubborn', 'cl_stubborn(jsonb)', max_attempts => 1, timeout => '1 second')" >/dev/null
+SELECT count(*) FROM dasa.register('cl_stubborn', 'cl_stubborn(jsonb)', max_attempts => 1, attempt_timeout => '1 second')" >/dev/null
 q $db "BEGIN;
        SELECT count(dasa.invoke('cl_ok', jsonb_build_object('i', i), 'cs-' || i)) FROM generate_series(1, 100) i;
        SELECT dasa.invoke('cl_stubborn', '{}', 'cs-stubborn', '1 hour');

@@ -28,7 +28,7 @@ SELECT count(*) FROM (SELECT dasa.register('ds_note', 'ds_note(jsonb)')
 
 start=$(q $db "SELECT clock_timestamp() + interval '2 seconds'")
 q $db "SELECT dasa.invoke('ds_note', '{}', 'ds-later', start_at => '$start')" >/dev/null
-is "$(q $db "SELECT t.state || ' ' || (t.run_at = '$start') || ' ' || (p.timeout_at = '$start'::timestamptz + interval '1 hour')
+is "$(q $db "SELECT t.state || ' ' || (t.run_at = '$start') || ' ' || (p.timeout_at = '$start'::timestamptz + interval '7 days')
              FROM dasa.tasks t JOIN dasa.promises p USING (id) WHERE id = 'ds-later'")" "pending true true" \
    "a task invoked to start in 2 s is pending, due then, its deadline the function's timeout after that"
 sleep 1
