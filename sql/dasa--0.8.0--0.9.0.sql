@@ -64,3 +64,65 @@ LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) TO dasa_user;
+
+-- dasa.invocations keeps its columns' meaning while an invocation runs and
+-- after: task_state reads 'claimed' while an executor runs it, started_at and
+-- executor_pid are those of its last attempt once it has ended (written with
+-- the attempt's outcome), and completed_at says when its task ended.
+ALTER TABLE dasa.tasks ADD COLUMN started_at timestamptz, ADD COLUMN executor_pid integer;
+CREATE OR REPLACE VIEW dasa.invocations AS
+SELECT t.id,
+       t.function,
+       x.state,
+       CASE WHEN r.pid IS NOT NULL AND t.state = 'pending' THEN 'claimed'::dasa.task_state
+            ELSE t.state END AS task_state,
+       t.attempt AS attempts,
+       a.sqlstate AS last_sqlstate,
+       a.message AS last_error,
+       x.created_at,
+       t.run_at AS next_run_at,
+       coalesce(r.started_at, t.started_at) AS started_at,
+       x.settled_at,
+       coalesce(r.pid, t.executor_pid) AS executor_pid,
+       p.owner,
+       p.parent_id,
+       p.root_id,
+       t.replays,
+       t.completed_at,
+       t.rerun_of
+FROM dasa.tasks t
+JOIN dasa.promises p ON p.id = t.id
+CROSS JOIN LATERAL dasa._project(p) x
+LEFT JOIN LATERAL (
+    SELECT sqlstate, message FROM dasa.attempts
+    WHERE task_id = t.id ORDER BY attempt DESC LIMIT 1) a ON true
+LEFT JOIN dasa.executors() r ON r.task_id = t.id
+WHERE dasa._may_see(p.owner);
+
+-- Failures, found by index: the promises that ended rejected, canceled or
+-- timed out (few, next to the resolved ones).
+CREATE INDEX promises_failed ON dasa.promises (settled_at)
+    WHERE state IN ('rejected', 'rejected_canceled', 'rejected_timedout');
+CREATE FUNCTION dasa.failures(
+    function text DEFAULT NULL,
+    since interval DEFAULT '1 day',
+    "limit" integer DEFAULT 100)
+RETURNS TABLE (id text, function text, state dasa.promise_state, settled_at timestamptz,
+               attempts integer, sqlstate text, message text, error jsonb, root_id text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT p.id, t.function, p.state, p.settled_at, t.attempts, p.value->>'sqlstate', p.value->>'message',
+           p.value, p.root_id
+    FROM dasa.visible_promises p
+    JOIN dasa.invocations t ON t.id = p.id
+    WHERE p.state IN ('rejected', 'rejected_canceled', 'rejected_timedout')
+      AND p.settled_at >= now() - since
+      AND ($1 IS NULL OR t.function = $1)
+    ORDER BY p.settled_at DESC
+    LIMIT "limit"
+$$;
+COMMENT ON FUNCTION dasa.failures(text, interval, integer) IS
+    'Invocations that ended rejected, canceled or timed out since a while ago (by index), newest first.';
+REVOKE ALL ON FUNCTION dasa.failures(text, interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.failures(text, interval, integer) TO dasa_user;

@@ -131,6 +131,7 @@ typedef struct DasaTask
 	char	   *state;			/* of the task: pending, claimed, suspended, completed */
 	char	   *queue;			/* external: its queue; NULL if in-database */
 	Oid			function_owner; /* the registration's owner (owns the queue) */
+	TimestampTz started_at;		/* when its attempt here started; 0: none yet */
 	Oid			proc;
 	int			max_attempts;
 	double		initial_backoff_ms;
@@ -207,7 +208,8 @@ extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks);
 extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
-extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions);
+extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions,
+								TimestampTz *started);
 extern void dasa_task_release(DasaTask *task);
 extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
 extern void dasa_tasks_end(List *ids);

@@ -16,6 +16,7 @@
 
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 
 /* A task with what running it needs (its promise p, its registration f). */
@@ -111,22 +112,28 @@ static DasaStatement next_due = {
 
 /*
  * Complete the tasks $1 after $2 attempts each, if their version is still
- * $3. (t.id = ANY($1) makes even a plan saved while the table was empty
- * look the tasks up by key, as in the statements below.)
+ * $3; their last attempts started at $5 (-infinity: none ran now) in
+ * executor $6. (t.id = ANY($1) makes even a plan saved while the table was
+ * empty look the tasks up by key, as in the statements below.)
  */
 static DasaStatement complete_tasks = {
-	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4 "
-	"FROM unnest($1::text[], $2::int[], $3::bigint[]) AS v(id, attempt, version) "
+	.since = "0.9.0",
+	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4,"
+	"  started_at = CASE WHEN v.started = '-infinity' THEN t.started_at ELSE v.started END,"
+	"  executor_pid = CASE WHEN v.started = '-infinity' THEN t.executor_pid ELSE $6 END "
+	"FROM unnest($1::text[], $2::int[], $3::bigint[], $5::timestamptz[]) AS v(id, attempt, version, started) "
 	"WHERE t.id = ANY($1) AND t.id = v.id AND t.version = v.version",
-	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID},
+	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, INT4OID},
 };
 
-/* Retry task $1 at $3 after $2 attempts, if its version is still $4. */
+/* Retry task $1 at $3 after $2 attempts, if its version is still $4 (the last started at $5 in executor $6). */
 static DasaStatement retry_task = {
-	.since = "0.5.0",
+	.since = "0.9.0",
 	.sql = "UPDATE dasa.tasks SET attempt = $2, run_at = $3, state = 'pending', version = version + 1,"
-	"  worker = NULL, claimed_at = NULL, lease = NULL WHERE id = $1 AND version = $4",
-	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID},
+	"  worker = NULL, claimed_at = NULL, lease = NULL,"
+	"  started_at = coalesce($5, started_at), executor_pid = CASE WHEN $5 IS NULL THEN executor_pid ELSE $6 END "
+	"WHERE id = $1 AND version = $4",
+	.args = {TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID, TIMESTAMPTZOID, INT4OID},
 };
 
 /* Record a failed attempt. */
@@ -163,6 +170,7 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	bool		isnull;
 	Jsonb	   *args = dasa_get_jsonb_copy(rows, i, "args");
 
+	memset(task, 0, sizeof(*task));
 	task->id = dasa_get_text(rows, i, "id");
 	task->function = dasa_get_text(rows, i, "function");
 	task->attempt = dasa_get_int32(rows, i, "attempt");
@@ -258,15 +266,39 @@ dasa_tasks_next_due(TimestampTz now)
 	return dasa_get_timestamp(&rows, 0, "next");
 }
 
-/* Complete n tasks after the given attempts, fenced by the versions their claims saw. */
+/*
+ * Complete n tasks after the given attempts, fenced by the versions their
+ * claims saw; started: when each one's last attempt started (0: none ran now).
+ */
 void
-dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions)
+dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions, TimestampTz *started)
 {
-	Datum		args[4] = {dasa_text_array(ids, n), dasa_int4_array(attempts, n),
-	dasa_int8_array(versions, n), TimestampTzGetDatum(GetCurrentTimestamp())};
+	TimestampTz *starts = palloc(Max(n, 1) * sizeof(TimestampTz));
+	Datum		args[6];
 
-	if (n > 0)
-		(void) dasa_run(&complete_tasks, args, NULL, 0);
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		starts[i] = started[i] != 0 ? started[i] : DT_NOBEGIN;
+	args[0] = dasa_text_array(ids, n);
+	args[1] = dasa_int4_array(attempts, n);
+	args[2] = dasa_int8_array(versions, n);
+	args[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[4] = dasa_timestamptz_array(starts, n);
+	args[5] = Int32GetDatum(MyProcPid);
+	(void) dasa_run(&complete_tasks, args, NULL, 0);
+}
+
+/* Run retry_task for task: due at run_at after attempts attempts. */
+static void
+retry(DasaTask *task, int attempts, TimestampTz run_at)
+{
+	Datum		args[6] = {CStringGetTextDatum(task->id), Int32GetDatum(attempts),
+		TimestampTzGetDatum(run_at), Int64GetDatum(task->version),
+	TimestampTzGetDatum(task->started_at), Int32GetDatum(MyProcPid)};
+	char		nulls[6] = {' ', ' ', ' ', ' ', task->started_at != 0 ? ' ' : 'n', ' '};
+
+	(void) dasa_run(&retry_task, args, nulls, 0);
 }
 
 /* End the tasks of the promises in ids (settled by cancellation or timeout). */
@@ -328,8 +360,6 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 	TimestampTz now = GetCurrentTimestamp();
 	int			attempts = task->attempt + 1;
 	TimestampTz next = now + (TimestampTz) (backoff_ms(task, attempts) * 1000.0);
-	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(attempts),
-	TimestampTzGetDatum(next), Int64GetDatum(task->version)};
 
 	dasa_bound_error(error);
 	insert_attempt(task, attempts, error, now);
@@ -338,10 +368,10 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 		Jsonb	   *values[1] = {dasa_rejection_value(error, attempts)};
 
 		(void) dasa_settle(1, &task->id, "rejected", values, true);
-		dasa_tasks_complete(1, &task->id, &attempts, &task->version);
+		dasa_tasks_complete(1, &task->id, &attempts, &task->version, &task->started_at);
 		return true;
 	}
-	(void) dasa_run(&retry_task, args, NULL, 0);
+	retry(task, attempts, next);
 	if (task->queue == NULL)
 		dasa_task_due_at_commit(next);
 	return false;
@@ -352,10 +382,8 @@ void
 dasa_task_release(DasaTask *task)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	Datum		args[4] = {CStringGetTextDatum(task->id), Int32GetDatum(task->attempt),
-	TimestampTzGetDatum(now), Int64GetDatum(task->version)};
 
-	(void) dasa_run(&retry_task, args, NULL, 0);
+	retry(task, task->attempt, now);
 	if (task->queue != NULL)
 		dasa_wake_at_commit_external();
 	else

@@ -18,6 +18,7 @@ dasa_batch_init(DasaBatch *batch, int capacity)
 	batch->completed_ids = palloc(capacity * sizeof(char *));
 	batch->completed_attempts = palloc(capacity * sizeof(int));
 	batch->completed_versions = palloc(capacity * sizeof(int64));
+	batch->completed_started = palloc(capacity * sizeof(TimestampTz));
 }
 
 /* The task's attempt resolves its promise with value (NULL: SQL NULL) at the batch's end. */
@@ -35,6 +36,7 @@ dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts)
 {
 	batch->completed_ids[batch->ncompleted] = task->id;
 	batch->completed_attempts[batch->ncompleted] = attempts;
+	batch->completed_started[batch->ncompleted] = task->started_at;
 	batch->completed_versions[batch->ncompleted++] = task->version;
 }
 
@@ -58,7 +60,7 @@ dasa_batch_flush(DasaBatch *batch)
 		(void) dasa_settle(batch->nresolved, batch->resolved_ids, "resolved",
 						   batch->resolved_values, false);
 	dasa_tasks_complete(batch->ncompleted, batch->completed_ids, batch->completed_attempts,
-						batch->completed_versions);
+						batch->completed_versions, batch->completed_started);
 	batch->nresolved = 0;
 	batch->ncompleted = 0;
 }

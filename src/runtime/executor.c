@@ -62,7 +62,7 @@ show_running(DasaTask *task)
 	me->task_owner = task->run_as;
 	strlcpy(me->task_id, task->id, sizeof(me->task_id));
 	strlcpy(me->function, task->function, sizeof(me->function));
-	me->started_at = GetCurrentTimestamp();
+	me->started_at = task->started_at;
 	pgstat_report_activity(STATE_RUNNING, psprintf("dasa: %s (%s)", task->function, task->id));
 }
 
@@ -177,9 +177,10 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 		dasa_batch_ended(batch, task);
 		return true;
 	}
+	started = GetCurrentTimestamp();
+	task->started_at = started;
 	show_running(task);
 	dasa_crash_record_set(task);
-	started = GetCurrentTimestamp();
 	dasa_inline_permit(task->crashes > 0 ? 0 : inline_until(task, started, after_others));
 	dasa_run_attempt(task, after_others, &attempt);
 	dasa_inline_permit(0);

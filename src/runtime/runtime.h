@@ -55,6 +55,7 @@ typedef struct DasaBatch
 	char	  **completed_ids;
 	int		   *completed_attempts;
 	int64	   *completed_versions;
+	TimestampTz *completed_started;
 } DasaBatch;
 
 extern void dasa_batch_init(DasaBatch *batch, int capacity);
