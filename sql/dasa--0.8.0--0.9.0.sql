@@ -126,3 +126,112 @@ COMMENT ON FUNCTION dasa.failures(text, interval, integer) IS
     'Invocations that ended rejected, canceled or timed out since a while ago (by index), newest first.';
 REVOKE ALL ON FUNCTION dasa.failures(text, interval, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dasa.failures(text, interval, integer) TO dasa_user;
+
+-- dasa.stats: per function, what is waiting, running and suspended now, and
+-- what ended over a recent window (counts, failures, run time and wait from
+-- due to start, p50 and p99), for a monitoring scraper. Each part is read
+-- through an index (the queues, the suspended tasks, the tasks completed
+-- lately, the attempts failed lately), never the whole history. A role sees
+-- the invocations it may see (dasa._may_see), as everywhere.
+CREATE INDEX tasks_suspended ON dasa.tasks (function) WHERE state = 'suspended';
+CREATE INDEX tasks_completed ON dasa.tasks (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX attempts_failed_at ON dasa.attempts (failed_at);
+
+-- May viewer see what owner made? (dasa._may_see, for a role named rather than the current one.)
+CREATE FUNCTION dasa._may_see_as(owner regrole, viewer regrole)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT owner = viewer OR pg_has_role(viewer, owner, 'USAGE')
+        OR pg_has_role(viewer, 'dasa_admin', 'USAGE')
+        OR coalesce((SELECT rolsuper FROM pg_roles WHERE oid = viewer), false)
+$$;
+REVOKE ALL ON FUNCTION dasa._may_see_as(regrole, regrole) FROM PUBLIC;
+
+-- The statistics as viewer sees them. It reads the tables as their owner,
+-- so it answers only for a role the session's login role is a member of
+-- (what SET ROLE could reach): dasa.stats passes current_user.
+CREATE FUNCTION dasa._stats("window" interval, viewer regrole)
+RETURNS TABLE (function text, due bigint, scheduled bigint, running bigint, suspended bigint,
+               oldest_due_age interval, resolved bigint, failed bigint, failed_attempts bigint,
+               run_p50_ms double precision, run_p99_ms double precision,
+               wait_p50_ms double precision, wait_p99_ms double precision)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH allowed AS (SELECT pg_has_role(session_user, viewer, 'MEMBER') AS ok),
+    running_here AS (
+        SELECT r.task_id, r.function FROM dasa.executors() r
+        JOIN dasa.promises p ON p.id = r.task_id
+        WHERE r.task_id IS NOT NULL AND dasa._may_see_as(p.owner, viewer)),
+    live AS (
+        SELECT t.function, CASE WHEN t.run_at <= now() THEN 'due' ELSE 'scheduled' END AS what, t.run_at
+        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at > '-infinity'
+          AND t.id NOT IN (SELECT task_id FROM running_here) AND dasa._may_see_as(p.owner, viewer)
+        UNION ALL
+        SELECT t.function, CASE WHEN t.run_at <= now() THEN 'due' ELSE 'scheduled' END, t.run_at
+        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        WHERE t.state = 'pending' AND t.queue IS NOT NULL AND t.queue > '' AND dasa._may_see_as(p.owner, viewer)
+        UNION ALL
+        SELECT t.function, 'suspended', NULL
+        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        WHERE t.state = 'suspended' AND t.function > '' AND dasa._may_see_as(p.owner, viewer)
+        UNION ALL
+        SELECT t.function, 'running', NULL
+        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        WHERE t.state = 'claimed' AND t.worker > '' AND dasa._may_see_as(p.owner, viewer)
+        UNION ALL
+        SELECT r.function, 'running', NULL FROM running_here r),
+    now_by_function AS (
+        SELECT l.function,
+               count(*) FILTER (WHERE what = 'due') AS due,
+               count(*) FILTER (WHERE what = 'scheduled') AS scheduled,
+               count(*) FILTER (WHERE what = 'running') AS running,
+               count(*) FILTER (WHERE what = 'suspended') AS suspended,
+               now() - min(run_at) FILTER (WHERE what = 'due') AS oldest_due_age
+        FROM live l GROUP BY l.function),
+    ended AS (
+        SELECT t.function, p.state = 'resolved' AS resolved,
+               extract(epoch FROM t.completed_at - t.started_at) * 1000 AS run_ms,
+               extract(epoch FROM t.started_at - t.run_at) * 1000 AS wait_ms
+        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        WHERE t.completed_at >= now() - "window" AND dasa._may_see_as(p.owner, viewer)),
+    ended_by_function AS (
+        SELECT e.function, count(*) FILTER (WHERE resolved) AS resolved,
+               count(*) FILTER (WHERE NOT resolved) AS failed,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY run_ms) AS run_p50_ms,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY run_ms) AS run_p99_ms,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_ms) AS wait_p50_ms,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY wait_ms) AS wait_p99_ms
+        FROM ended e GROUP BY e.function),
+    failed_attempts AS (
+        SELECT t.function, count(*) AS n
+        FROM dasa.attempts a JOIN dasa.tasks t ON t.id = a.task_id
+        WHERE a.failed_at >= now() - "window" AND dasa._may_see_as(a.owner, viewer)
+        GROUP BY t.function)
+    SELECT function, coalesce(n.due, 0), coalesce(n.scheduled, 0), coalesce(n.running, 0),
+           coalesce(n.suspended, 0), n.oldest_due_age, coalesce(e.resolved, 0), coalesce(e.failed, 0),
+           coalesce(a.n, 0), e.run_p50_ms, e.run_p99_ms, e.wait_p50_ms, e.wait_p99_ms
+    FROM now_by_function n
+    FULL JOIN ended_by_function e USING (function)
+    FULL JOIN failed_attempts a USING (function)
+    WHERE (SELECT ok FROM allowed)
+    ORDER BY 1
+$$;
+REVOKE ALL ON FUNCTION dasa._stats(interval, regrole) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa._stats(interval, regrole) TO dasa_user;
+
+CREATE FUNCTION dasa.stats("window" interval DEFAULT '5 minutes')
+RETURNS TABLE (function text, due bigint, scheduled bigint, running bigint, suspended bigint,
+               oldest_due_age interval, resolved bigint, failed bigint, failed_attempts bigint,
+               run_p50_ms double precision, run_p99_ms double precision,
+               wait_p50_ms double precision, wait_p99_ms double precision)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM dasa._stats("window", current_user::regrole) $$;
+COMMENT ON FUNCTION dasa.stats(interval) IS
+    'Per function: due, scheduled, running and suspended invocations now, the oldest due one''s age, and over the window: resolved, failed, failed attempts, run time and wait (due to start) p50/p99 in ms.';
+REVOKE ALL ON FUNCTION dasa.stats(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.stats(interval) TO dasa_user;

@@ -209,7 +209,7 @@ extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **
 extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions,
-								TimestampTz *started);
+								TimestampTz *started, TimestampTz *ended);
 extern void dasa_task_release(DasaTask *task);
 extern bool dasa_task_fail(DasaTask *task, ErrorData *error, bool final);
 extern void dasa_tasks_end(List *ids);

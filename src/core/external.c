@@ -260,7 +260,7 @@ dasa_external_complete(const char *id, int64 version, Jsonb *value, Oid role)
 	load_claimed(id, version, role, &task);
 	attempts = task.attempt + 1;
 	promise = dasa_settle_or_read(id, "resolved", value, task.run_as);
-	dasa_tasks_complete(1, &task.id, &attempts, &task.version, &task.started_at);
+	dasa_tasks_complete(1, &task.id, &attempts, &task.version, &task.started_at, NULL);
 	return promise;
 }
 

@@ -113,17 +113,19 @@ static DasaStatement next_due = {
 /*
  * Complete the tasks $1 after $2 attempts each, if their version is still
  * $3; their last attempts started at $5 (-infinity: none ran now) in
- * executor $6. (t.id = ANY($1) makes even a plan saved while the table was
- * empty look the tasks up by key, as in the statements below.)
+ * executor $6 and ended at $4. (t.id = ANY($1) makes even a plan saved
+ * while the table was empty look the tasks up by key, as in the statements
+ * below.)
  */
 static DasaStatement complete_tasks = {
 	.since = "0.9.0",
-	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = $4,"
+	.sql = "UPDATE dasa.tasks t SET state = 'completed', attempt = v.attempt, completed_at = v.ended,"
 	"  started_at = CASE WHEN v.started = '-infinity' THEN t.started_at ELSE v.started END,"
 	"  executor_pid = CASE WHEN v.started = '-infinity' THEN t.executor_pid ELSE $6 END "
-	"FROM unnest($1::text[], $2::int[], $3::bigint[], $5::timestamptz[]) AS v(id, attempt, version, started) "
+	"FROM unnest($1::text[], $2::int[], $3::bigint[], $5::timestamptz[], $4::timestamptz[])"
+	"  AS v(id, attempt, version, started, ended) "
 	"WHERE t.id = ANY($1) AND t.id = v.id AND t.version = v.version",
-	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZARRAYOID, INT4OID},
+	.args = {TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4OID},
 };
 
 /* Retry task $1 at $3 after $2 attempts, if its version is still $4 (the last started at $5 in executor $6). */
@@ -268,22 +270,29 @@ dasa_tasks_next_due(TimestampTz now)
 
 /*
  * Complete n tasks after the given attempts, fenced by the versions their
- * claims saw; started: when each one's last attempt started (0: none ran now).
+ * claims saw; started: when each one's last attempt started (0: none ran
+ * now); ended: when each ended (NULL: now).
  */
 void
-dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions, TimestampTz *started)
+dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions, TimestampTz *started,
+					TimestampTz *ended)
 {
 	TimestampTz *starts = palloc(Max(n, 1) * sizeof(TimestampTz));
+	TimestampTz *ends = palloc(Max(n, 1) * sizeof(TimestampTz));
+	TimestampTz now = GetCurrentTimestamp();
 	Datum		args[6];
 
 	if (n == 0)
 		return;
 	for (int i = 0; i < n; i++)
+	{
 		starts[i] = started[i] != 0 ? started[i] : DT_NOBEGIN;
+		ends[i] = ended != NULL ? ended[i] : now;
+	}
 	args[0] = dasa_text_array(ids, n);
 	args[1] = dasa_int4_array(attempts, n);
 	args[2] = dasa_int8_array(versions, n);
-	args[3] = TimestampTzGetDatum(GetCurrentTimestamp());
+	args[3] = dasa_timestamptz_array(ends, n);
 	args[4] = dasa_timestamptz_array(starts, n);
 	args[5] = Int32GetDatum(MyProcPid);
 	(void) dasa_run(&complete_tasks, args, NULL, 0);
@@ -368,7 +377,7 @@ dasa_task_fail(DasaTask *task, ErrorData *error, bool final)
 		Jsonb	   *values[1] = {dasa_rejection_value(error, attempts)};
 
 		(void) dasa_settle(1, &task->id, "rejected", values, true);
-		dasa_tasks_complete(1, &task->id, &attempts, &task->version, &task->started_at);
+		dasa_tasks_complete(1, &task->id, &attempts, &task->version, &task->started_at, NULL);
 		return true;
 	}
 	retry(task, attempts, next);

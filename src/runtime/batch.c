@@ -19,6 +19,7 @@ dasa_batch_init(DasaBatch *batch, int capacity)
 	batch->completed_attempts = palloc(capacity * sizeof(int));
 	batch->completed_versions = palloc(capacity * sizeof(int64));
 	batch->completed_started = palloc(capacity * sizeof(TimestampTz));
+	batch->completed_ended = palloc(capacity * sizeof(TimestampTz));
 }
 
 /* The task's attempt resolves its promise with value (NULL: SQL NULL) at the batch's end. */
@@ -37,6 +38,7 @@ dasa_batch_completed(DasaBatch *batch, DasaTask *task, int attempts)
 	batch->completed_ids[batch->ncompleted] = task->id;
 	batch->completed_attempts[batch->ncompleted] = attempts;
 	batch->completed_started[batch->ncompleted] = task->started_at;
+	batch->completed_ended[batch->ncompleted] = GetCurrentTimestamp();
 	batch->completed_versions[batch->ncompleted++] = task->version;
 }
 
@@ -60,7 +62,7 @@ dasa_batch_flush(DasaBatch *batch)
 		(void) dasa_settle(batch->nresolved, batch->resolved_ids, "resolved",
 						   batch->resolved_values, false);
 	dasa_tasks_complete(batch->ncompleted, batch->completed_ids, batch->completed_attempts,
-						batch->completed_versions, batch->completed_started);
+						batch->completed_versions, batch->completed_started, batch->completed_ended);
 	batch->nresolved = 0;
 	batch->ncompleted = 0;
 }

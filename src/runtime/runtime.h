@@ -56,6 +56,7 @@ typedef struct DasaBatch
 	int		   *completed_attempts;
 	int64	   *completed_versions;
 	TimestampTz *completed_started;
+	TimestampTz *completed_ended;
 } DasaBatch;
 
 extern void dasa_batch_init(DasaBatch *batch, int capacity);
