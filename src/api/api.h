@@ -32,6 +32,7 @@ typedef struct DasaInvokeArgs
 
 extern void dasa_check_invoke_args(FunctionCallInfo fcinfo, DasaInvokeArgs *out);
 extern TimestampTz dasa_check_start_at(FunctionCallInfo fcinfo, int argno);
+extern int	dasa_check_priority(FunctionCallInfo fcinfo, int argno);
 
 /* rows.c: statement results as the function's row-type result */
 extern Datum dasa_row_as_promise(FunctionCallInfo fcinfo, const DasaRows *rows, uint64 row,

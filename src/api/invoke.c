@@ -12,15 +12,17 @@
 
 PG_FUNCTION_INFO_V1(dasa_invoke);
 
-/* dasa.invoke(name, args, id, timeout, start_at): the invocation's id, at once. */
+/* dasa.invoke(name, args, id, timeout, start_at, priority): the invocation's id, at once. */
 Datum
 dasa_invoke(PG_FUNCTION_ARGS)
 {
 	DasaInvokeArgs in;
 	TimestampTz start_at;
+	int			priority;
 
 	dasa_check_invoke_args(fcinfo, &in);
 	start_at = PG_NARGS() > 4 ? dasa_check_start_at(fcinfo, 4) : 0;
+	priority = PG_NARGS() > 5 ? dasa_check_priority(fcinfo, 5) : 0;
 	PG_RETURN_TEXT_P(cstring_to_text(dasa_invoke_at(in.name, in.args, in.id, in.timeout,
-													dasa_no_tags(), GetUserId(), start_at)));
+													dasa_no_tags(), GetUserId(), start_at, priority)));
 }

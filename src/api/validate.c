@@ -214,3 +214,21 @@ dasa_check_start_at(FunctionCallInfo fcinfo, int argno)
 				 errhint("Pass a time such as now() + interval '1 hour', or NULL to start at once.")));
 	return TIMESTAMP_IS_NOBEGIN(start_at) ? 0 : start_at;
 }
+
+/* A priority: 0 (NULL: the default) to 32767, higher first. */
+int
+dasa_check_priority(FunctionCallInfo fcinfo, int argno)
+{
+	int32		priority;
+
+	if (PG_ARGISNULL(argno))
+		return 0;
+	priority = PG_GETARG_INT32(argno);
+	if (priority < 0 || priority > PG_INT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("priority must be between 0 and %d", PG_INT16_MAX),
+				 errdetail("The value given was %d.", priority),
+				 errhint("0, the default, is the lowest: invocations with a higher one run first.")));
+	return priority;
+}

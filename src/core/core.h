@@ -76,6 +76,7 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	bool		unwritten;		/* not written yet: the attempt writes it when it ends */
 	TimestampTz run_at;			/* (an invocation) due from then on; 0: when written */
 	char	   *rerun_of;		/* (an invocation) the failed child it repeats, or NULL */
+	int			priority;		/* (an invocation) its task's */
 } DasaCreated;
 
 /* recorded.c: a child an earlier attempt of the running invocation recorded */
@@ -237,11 +238,11 @@ extern char *dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, I
 extern Jsonb *dasa_no_tags(void);
 extern bool dasa_create_invocation(const char *id, const char *name, const char *queue, Jsonb *args,
 								   Jsonb *tags, TimestampTz timeout_at, TimestampTz now,
-								   TimestampTz run_at, const char *repeats, DasaContext *parent,
-								   Oid owner);
+								   TimestampTz run_at, const char *repeats, int priority,
+								   DasaContext *parent, Oid owner);
 extern char *dasa_rerun_internal(const char *id, const char *new_id, Interval *timeout, Oid caller);
 extern char *dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
-							Jsonb *tags, Oid caller, TimestampTz start_at);
+							Jsonb *tags, Oid caller, TimestampTz start_at, int priority);
 extern void dasa_check_replay_of(DasaContext *c, const char *id, const char *recorded,
 								 const char *function);
 extern void dasa_check_replay(DasaContext *c, const char *id, const char *function);

@@ -67,15 +67,16 @@ dasa_no_tags(void)
 
 /*
  * An invocation's promise ($1..$8) and its task ($9 function, $10 queue, due
- * at $11, repeating $12), unless the id exists.
+ * at $11, repeating $12, priority $13), unless the id exists.
  */
 static DasaStatement insert_invocation = {
 	.since = "0.9.0",
 	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
 	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id) "
-	"INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of) SELECT id, $9, $11, $10, $12 FROM p RETURNING id",
+	"INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of, priority)"
+	"  SELECT id, $9, $11, $10, $12, $13 FROM p RETURNING id",
 	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
-	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID},
+	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT2OID},
 	.columns = {"id"},
 };
 
@@ -83,17 +84,18 @@ static DasaStatement insert_invocation = {
 bool
 dasa_create_invocation(const char *id, const char *name, const char *queue, Jsonb *args, Jsonb *tags,
 				  TimestampTz timeout_at, TimestampTz now, TimestampTz run_at, const char *repeats,
-				  DasaContext *parent, Oid owner)
+				  int priority, DasaContext *parent, Oid owner)
 {
-	Datum		values[12] = {CStringGetTextDatum(id), PointerGetDatum(args),
+	Datum		values[13] = {CStringGetTextDatum(id), PointerGetDatum(args),
 		PointerGetDatum(tags), TimestampTzGetDatum(timeout_at), TimestampTzGetDatum(now),
 		parent ? CStringGetTextDatum(parent->id) : (Datum) 0,
 		parent ? CStringGetTextDatum(parent->root_id) : (Datum) 0,
 		ObjectIdGetDatum(owner), CStringGetTextDatum(name),
 		queue ? CStringGetTextDatum(queue) : (Datum) 0, TimestampTzGetDatum(run_at),
-	repeats ? CStringGetTextDatum(repeats) : (Datum) 0};
-	char		nulls[12] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
-	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n', ' ', repeats ? ' ' : 'n'};
+		repeats ? CStringGetTextDatum(repeats) : (Datum) 0,
+	Int16GetDatum((int16) priority)};
+	char		nulls[13] = {' ', args ? ' ' : 'n', ' ', ' ', ' ', parent ? ' ' : 'n',
+	parent ? ' ' : 'n', ' ', ' ', queue ? ' ' : 'n', ' ', repeats ? ' ' : 'n', ' '};
 
 	if (dasa_run(&insert_invocation, values, nulls, 0).n == 0)
 		return false;
@@ -303,7 +305,7 @@ char *
 dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *timeout,
 				   Jsonb *tags, Oid caller)
 {
-	return dasa_invoke_at(name, args, id, timeout, tags, caller, 0);
+	return dasa_invoke_at(name, args, id, timeout, tags, caller, 0, 0);
 }
 
 /*
@@ -312,7 +314,7 @@ dasa_invoke_tagged(const char *name, Jsonb *args, const char *id, Interval *time
  */
 char *
 dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
-			   Jsonb *tags, Oid caller, TimestampTz start_at)
+			   Jsonb *tags, Oid caller, TimestampTz start_at, int priority)
 {
 	DasaLookup	fn;
 	TimestampTz now = GetCurrentTimestamp();
@@ -346,7 +348,7 @@ dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 	else
 	{
 		if (!dasa_create_invocation(id, name, fn.queue, args, tags, timeout_at, now, run_at, repeats,
-							   parent, caller))
+									priority, parent, caller))
 			check_existing(id, name, caller, parent, named_here);
 		if (parent != NULL)
 			made = dasa_context_created(parent, id, name, fn.queue, args, tags, timeout_at, caller);
@@ -354,7 +356,10 @@ dasa_invoke_at(const char *name, Jsonb *args, const char *id, Interval *timeout,
 	if (made != NULL && start_at > now)
 		made->run_at = run_at;
 	if (made != NULL)
+	{
 		made->rerun_of = repeats;
+		made->priority = priority;
+	}
 	SPI_finish();
 	dasa_restore_user(&save);
 	return (char *) id;
@@ -376,18 +381,18 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 static DasaStatement insert_children = {
 	.since = "0.9.0",
 	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
-	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[])"
-	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at, rerun_of)),"
+	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[])"
+	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at, rerun_of, priority)),"
 	" p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
 	"    SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited FROM v"
 	"    ON CONFLICT (id) DO NOTHING RETURNING id),"
-	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of)"
-	"    SELECT v.id, v.function, v.run_at, v.queue, v.rerun_of FROM v JOIN p ON p.id = v.id"
+	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of, priority)"
+	"    SELECT v.id, v.function, v.run_at, v.queue, v.rerun_of, v.priority FROM v JOIN p ON p.id = v.id"
 	"    WHERE v.function IS NOT NULL) "
 	"SELECT id FROM p",
 	.args = {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, OIDARRAYOID,
 	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID,
-	TEXTARRAYOID},
+	TEXTARRAYOID, INT4ARRAYOID},
 	.columns = {"id"},
 };
 
@@ -441,6 +446,7 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 	char	  **functions = palloc(sizeof(char *) * max);
 	char	  **queues = palloc(sizeof(char *) * max);
 	char	  **repeats = palloc(sizeof(char *) * max);
+	int		   *priorities = palloc(sizeof(int) * max);
 	HTAB	   *written = dasa_id_table("dasa children written", max, sizeof(char *));
 	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
@@ -462,17 +468,19 @@ write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *wai
 		functions[n] = made->function;
 		queues[n] = made->queue;
 		repeats[n] = made->rerun_of;
+		priorities[n] = made->priority;
 		n++;
 	}
 	if (n == 0)
 		return written;
 	{
-		Datum		args[13] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
+		Datum		args[14] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
 			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
 			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
 			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(now),
 		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id),
-		dasa_timestamptz_array(due, n), dasa_nullable_text_array(repeats, n)};
+		dasa_timestamptz_array(due, n), dasa_nullable_text_array(repeats, n),
+		dasa_int4_array(priorities, n)};
 
 		rows = dasa_run(&insert_children, args, NULL, 0);
 	}

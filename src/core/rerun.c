@@ -163,7 +163,7 @@ dasa_rerun_internal(const char *id, const char *new_id, Interval *timeout, Oid c
 															 IntervalPGetDatum(timeout ? timeout : &fn.timeout)));
 		if (!dasa_create_invocation(rerun, function, fn.queue, dasa_get_jsonb_copy(&source, 0, "param"),
 									dasa_get_jsonb_copy(&source, 0, "tags"), timeout_at, now, now, id,
-									NULL, caller))
+									0, NULL, caller))
 			dasa_raise_id_conflict(rerun, "A promise with this id was created meanwhile.");
 	}
 	rerun = MemoryContextStrdup(caller_memory, rerun);

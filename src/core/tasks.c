@@ -47,7 +47,7 @@
  * probes apart): a plan saved while the tables were empty would otherwise
  * read all of dasa.promises for every task.
  */
-#define CLAIM_SQL \
+#define CLAIM_SELECT \
 	"SELECT t.id, t.function, t.attempt, t.version, t.crashes, t.run_at, p.state = 'pending' AS promise_pending," \
 	"  p.param AS args, p.timeout_at, p.root_id, p.tid AS promise_tid, p.owner::oid AS run_as," \
 	"  f.name IS NOT NULL AS registered, f.proc," \
@@ -55,18 +55,39 @@
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
 	"  extract(epoch FROM f.attempt_timeout)::float8 * 1000 AS timeout_ms," \
 	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner," \
-	"  p.id IS NOT NULL AS promise_locked " \
+	"  p.id IS NOT NULL AS promise_locked "
+#define CLAIM_PROBES \
+	"LEFT JOIN LATERAL (SELECT x.id, x.state, x.param, x.timeout_at, x.root_id, x.owner, x.ctid AS tid" \
+	"  FROM dasa.promises x WHERE x.id = t.id OFFSET 0 FOR KEY SHARE SKIP LOCKED) p ON true " \
+	"LEFT JOIN LATERAL (SELECT * FROM dasa.functions y WHERE y.name = t.function OFFSET 0) f ON true "
+#define CLAIM_SQL \
+	CLAIM_SELECT \
 	"FROM (SELECT * FROM dasa.tasks" \
 	"  WHERE state = 'pending' AND queue IS NULL AND run_at <= $1 AND run_at >= $3" \
 	"  ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t " \
-	"LEFT JOIN LATERAL (SELECT x.id, x.state, x.param, x.timeout_at, x.root_id, x.owner, x.ctid AS tid" \
-	"  FROM dasa.promises x WHERE x.id = t.id OFFSET 0 FOR KEY SHARE SKIP LOCKED) p ON true " \
-	"LEFT JOIN LATERAL (SELECT * FROM dasa.functions y WHERE y.name = t.function OFFSET 0) f ON true " \
+	CLAIM_PROBES \
 	"ORDER BY t.run_at"
 static DasaStatement claim_tasks = {
 	.since = "0.9.0",
 	.sql = CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
+	.columns = {TASK_COLUMNS, "promise_locked"},
+};
+
+/*
+ * The same for the tasks invoked with a priority (above 0): up to $2 due by
+ * $1, highest first, through their own small index (tasks_due_priority).
+ * They are claimed, and run, before the others.
+ */
+static DasaStatement claim_priority_tasks = {
+	.since = "0.9.0",
+	.sql = CLAIM_SELECT
+	"FROM (SELECT * FROM dasa.tasks"
+	"  WHERE state = 'pending' AND queue IS NULL AND priority > 0 AND run_at <= $1"
+	"  ORDER BY priority DESC, run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t "
+	CLAIM_PROBES
+	"ORDER BY t.priority DESC, t.run_at",
+	.args = {TIMESTAMPTZOID, INT4OID},
 	.columns = {TASK_COLUMNS, "promise_locked"},
 };
 
@@ -201,6 +222,20 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->timeout_ms = dasa_get_float8(rows, i, "timeout_ms");
 }
 
+/* Read the claimed rows into tasks from n on; the new count. One left pending must be found again after commit. */
+static int
+keep_claimed(const DasaRows *claimed, DasaTask *tasks, int n)
+{
+	for (uint64 i = 0; i < claimed->n; i++)
+	{
+		if (dasa_get_bool(claimed, i, "promise_locked"))
+			read_task(claimed, i, &tasks[n++]);
+		else
+			dasa_task_due_at_commit(dasa_get_timestamp(claimed, i, "run_at"));
+	}
+	return n;
+}
+
 /*
  * Claim up to limit due tasks (locked until commit) for executor claimer
  * (its index); returns how many. The floor rises to the first one taken:
@@ -212,18 +247,20 @@ dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
 {
 	TimestampTz floor = dasa_claim_floor_read(claimer);
 	Datum		args[3] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor)};
-	DasaRows	claimed = dasa_run(&claim_tasks, args, NULL, 0);
+	DasaRows	first = dasa_run(&claim_priority_tasks, args, NULL, 0);
+	DasaRows	claimed = {0};
 	int			n = 0;
 
-	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
-	for (uint64 i = 0; i < claimed.n; i++)
+	if ((int) first.n < limit)
 	{
-		if (dasa_get_bool(&claimed, i, "promise_locked"))
-			read_task(&claimed, i, &(*tasks)[n++]);
-		else					/* left pending: claims must find it after this commit */
-			dasa_task_due_at_commit(dasa_get_timestamp(&claimed, i, "run_at"));
+		args[1] = Int32GetDatum(limit - (int) first.n);
+		claimed = dasa_run(&claim_tasks, args, NULL, 0);
 	}
-	dasa_claim_floor_raise(claimer, claimed.n > 0 ? dasa_get_timestamp(&claimed, 0, "run_at") : now);
+	*tasks = palloc0(Max(first.n + claimed.n, 1) * sizeof(DasaTask));
+	n = keep_claimed(&first, *tasks, n);
+	n = keep_claimed(&claimed, *tasks, n);
+	if (first.n < (uint64) limit)
+		dasa_claim_floor_raise(claimer, claimed.n > 0 ? dasa_get_timestamp(&claimed, 0, "run_at") : now);
 	return n;
 }
 
