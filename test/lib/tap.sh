@@ -44,6 +44,18 @@ q() {
   psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
+# fresh_database DB: DB dropped if there, created again, with dasa installed.
+fresh_database() {
+  PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS $1" >/dev/null
+  q postgres "CREATE DATABASE $1" >/dev/null
+  q "$1" "CREATE EXTENSION dasa" >/dev/null
+}
+
+# sqlstate_of DB SQL: the SQLSTATE SQL fails with (or its output).
+sqlstate_of() {
+  psql -XAtq -v VERBOSITY=sqlstate -d "$1" -c "$2" 2>&1 | sed 's/^ERROR:  //'
+}
+
 # wait_for SECONDS DB SQL: poll every 50 ms until SQL returns 't'; bounded.
 wait_for() {
   local deadline=$((SECONDS + $1)) db=$2 sql=$3

@@ -9,10 +9,7 @@
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_children
-quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+fresh_database $db
 q $db "
 CREATE FUNCTION cw_noop(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT a';
 CREATE FUNCTION cw_gated(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT dasa.await(a->>''gate'')';

@@ -7,10 +7,7 @@
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_start_at
-quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+fresh_database $db
 q $db "
 CREATE TABLE ds_runs (id text PRIMARY KEY, ran_at timestamptz NOT NULL);
 CREATE FUNCTION ds_note(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$

@@ -10,10 +10,8 @@ set -uo pipefail
 db=dasa_rerun
 quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
 as_role() { psql -XAtq -v VERBOSITY=sqlstate -d $db -c "SET ROLE $1" -c "$2" 2>&1 | sed 's/^ERROR:  //'; }
-sqlstate() { psql -XAtq -v VERBOSITY=sqlstate -d $db -c "$1" 2>&1 | sed 's/^ERROR:  //'; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+sqlstate() { sqlstate_of $db "$1"; }
+fresh_database $db
 quiet postgres "DROP ROLE IF EXISTS rr_other" >/dev/null
 q postgres "CREATE ROLE rr_other IN ROLE dasa_user" >/dev/null
 q $db "

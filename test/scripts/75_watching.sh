@@ -7,10 +7,7 @@
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_watching
-quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+fresh_database $db
 q $db "
 CREATE FUNCTION wa_slow(a jsonb) RETURNS jsonb LANGUAGE sql AS 'SELECT pg_sleep(1.5); SELECT a';
 CREATE FUNCTION wa_fail(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$

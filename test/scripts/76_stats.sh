@@ -8,9 +8,7 @@ set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_stats
 quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+fresh_database $db
 quiet postgres "DROP ROLE IF EXISTS st_stranger" >/dev/null
 q postgres "CREATE ROLE st_stranger IN ROLE dasa_user" >/dev/null
 q $db "

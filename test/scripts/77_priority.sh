@@ -7,11 +7,8 @@
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_priority
-quiet() { PGOPTIONS='-c client_min_messages=warning' q "$@"; }
-sqlstate() { psql -XAtq -v VERBOSITY=sqlstate -d $db -c "$1" 2>&1 | sed 's/^ERROR:  //'; }
-quiet postgres "DROP DATABASE IF EXISTS $db" >/dev/null
-q postgres "CREATE DATABASE $db" >/dev/null
-q $db "CREATE EXTENSION dasa" >/dev/null
+sqlstate() { sqlstate_of $db "$1"; }
+fresh_database $db
 q $db "
 CREATE TABLE pr_runs (tag text NOT NULL, ran_at timestamptz NOT NULL);
 CREATE FUNCTION pr_work(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
