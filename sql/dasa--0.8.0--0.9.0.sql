@@ -165,28 +165,29 @@ RETURNS TABLE (function text, due bigint, scheduled bigint, running bigint, susp
                wait_p50_ms double precision, wait_p99_ms double precision)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
     WITH allowed AS (SELECT pg_has_role(session_user, viewer, 'MEMBER') AS ok),
     running_here AS (
         SELECT r.task_id, r.function FROM dasa.executors() r
-        JOIN dasa.promises p ON p.id = r.task_id
+        CROSS JOIN LATERAL (SELECT x.owner FROM dasa.promises x WHERE x.id = r.task_id OFFSET 0) p
         WHERE r.task_id IS NOT NULL AND dasa._may_see_as(p.owner, viewer)),
     live AS (
         SELECT t.function, CASE WHEN t.run_at <= now() THEN 'due' ELSE 'scheduled' END AS what, t.run_at
-        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        FROM dasa.tasks t CROSS JOIN LATERAL (SELECT x.owner, x.state FROM dasa.promises x WHERE x.id = t.id OFFSET 0) p
         WHERE t.state = 'pending' AND t.queue IS NULL AND t.run_at > '-infinity'
           AND t.id NOT IN (SELECT task_id FROM running_here) AND dasa._may_see_as(p.owner, viewer)
         UNION ALL
         SELECT t.function, CASE WHEN t.run_at <= now() THEN 'due' ELSE 'scheduled' END, t.run_at
-        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        FROM dasa.tasks t CROSS JOIN LATERAL (SELECT x.owner, x.state FROM dasa.promises x WHERE x.id = t.id OFFSET 0) p
         WHERE t.state = 'pending' AND t.queue IS NOT NULL AND t.queue > '' AND dasa._may_see_as(p.owner, viewer)
         UNION ALL
         SELECT t.function, 'suspended', NULL
-        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        FROM dasa.tasks t CROSS JOIN LATERAL (SELECT x.owner, x.state FROM dasa.promises x WHERE x.id = t.id OFFSET 0) p
         WHERE t.state = 'suspended' AND t.function > '' AND dasa._may_see_as(p.owner, viewer)
         UNION ALL
         SELECT t.function, 'running', NULL
-        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        FROM dasa.tasks t CROSS JOIN LATERAL (SELECT x.owner, x.state FROM dasa.promises x WHERE x.id = t.id OFFSET 0) p
         WHERE t.state = 'claimed' AND t.worker > '' AND dasa._may_see_as(p.owner, viewer)
         UNION ALL
         SELECT r.function, 'running', NULL FROM running_here r),
@@ -202,7 +203,7 @@ AS $$
         SELECT t.function, p.state = 'resolved' AS resolved,
                extract(epoch FROM t.completed_at - t.started_at) * 1000 AS run_ms,
                extract(epoch FROM t.started_at - t.run_at) * 1000 AS wait_ms
-        FROM dasa.tasks t JOIN dasa.promises p ON p.id = t.id
+        FROM dasa.tasks t CROSS JOIN LATERAL (SELECT x.owner, x.state FROM dasa.promises x WHERE x.id = t.id OFFSET 0) p
         WHERE t.completed_at >= now() - "window" AND dasa._may_see_as(p.owner, viewer)),
     ended_by_function AS (
         SELECT e.function, count(*) FILTER (WHERE resolved) AS resolved,
@@ -214,7 +215,7 @@ AS $$
         FROM ended e GROUP BY e.function),
     failed_attempts AS (
         SELECT t.function, count(*) AS n
-        FROM dasa.attempts a JOIN dasa.tasks t ON t.id = a.task_id
+        FROM dasa.attempts a CROSS JOIN LATERAL (SELECT x.function FROM dasa.tasks x WHERE x.id = a.task_id OFFSET 0) t
         WHERE a.failed_at >= now() - "window" AND dasa._may_see_as(a.owner, viewer)
         GROUP BY t.function)
     SELECT function, coalesce(n.due, 0), coalesce(n.scheduled, 0), coalesce(n.running, 0),

@@ -14,6 +14,11 @@ db=dasa_retention
 PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS $db" >/dev/null
 q postgres "CREATE DATABASE $db" >/dev/null
 q $db "CREATE EXTENSION dasa" >/dev/null
+# Until the worker's part below, only dasa.purge removes anything: the
+# history aged here must not go under the purges' feet.
+q $db "ALTER SYSTEM SET dasa.retention = 0" >/dev/null
+q $db "SELECT pg_reload_conf()" >/dev/null
+sleep 1
 q $db "
 DO \$\$ BEGIN
   IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'ret_a') THEN
