@@ -54,6 +54,10 @@ ALTER TABLE dasa.functions ADD COLUMN attempt_timeout interval;
 UPDATE dasa.functions SET attempt_timeout = timeout;
 ALTER TABLE dasa.functions ALTER COLUMN attempt_timeout SET NOT NULL,
     ALTER COLUMN attempt_timeout SET DEFAULT '10 minutes';
+-- max_running: at most so many invocations of the function run at once,
+-- across all executors of the database (NULL: no limit).
+ALTER TABLE dasa.functions ADD COLUMN max_running integer
+    CHECK (max_running BETWEEN 1 AND 10000);
 DROP FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval);
 CREATE FUNCTION dasa.register(
     name text,
@@ -63,13 +67,14 @@ CREATE FUNCTION dasa.register(
     max_backoff interval DEFAULT '1 minute',
     jitter double precision DEFAULT 0.1,
     timeout interval DEFAULT '7 days',
-    attempt_timeout interval DEFAULT '10 minutes')
+    attempt_timeout interval DEFAULT '10 minutes',
+    max_running integer DEFAULT NULL)
 RETURNS dasa.functions
 AS 'MODULE_PATHNAME', 'dasa_register'
 LANGUAGE C VOLATILE
 SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval) TO dasa_user;
+REVOKE ALL ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa.register(text, regprocedure, integer, interval, interval, double precision, interval, interval, integer) TO dasa_user;
 
 -- dasa.invocations keeps its columns' meaning while an invocation runs and
 -- after: task_state reads 'claimed' while an executor runs it, started_at and

@@ -112,6 +112,24 @@ read_policy(FunctionCallInfo fcinfo, DasaRegistration *r)
 	check_retry_options(r->max_attempts, r->initial_backoff, r->max_backoff, r->jitter);
 }
 
+/* The most invocations of a function that may run at once: NULL (0: no limit), or 1 to 10,000. */
+static int
+check_max_running(FunctionCallInfo fcinfo, int argno)
+{
+	int32		n;
+
+	if (PG_ARGISNULL(argno))
+		return 0;
+	n = PG_GETARG_INT32(argno);
+	if (n < 1 || n > 10000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_running must be between 1 and 10000"),
+				 errdetail("The value given was %d.", n),
+				 errhint("Pass NULL for no limit.")));
+	return n;
+}
+
 /* One attempt's timeout: a positive interval. */
 static Interval *
 check_attempt_timeout(FunctionCallInfo fcinfo, int argno)
@@ -161,6 +179,7 @@ dasa_register(PG_FUNCTION_ARGS)
 	r.proc = PG_GETARG_OID(1);
 	read_policy(fcinfo, &r);
 	r.attempt_timeout = PG_NARGS() > 7 ? check_attempt_timeout(fcinfo, 7) : r.timeout;
+	r.max_running = PG_NARGS() > 8 ? check_max_running(fcinfo, 8) : 0;
 	check_signature(r.proc);
 	if (pg_proc_aclcheck(r.proc, caller, ACL_EXECUTE) != ACLCHECK_OK)
 		ereport(ERROR,

@@ -133,6 +133,7 @@ typedef struct DasaTask
 	char	   *queue;			/* external: its queue; NULL if in-database */
 	Oid			function_owner; /* the registration's owner (owns the queue) */
 	TimestampTz started_at;		/* when its attempt here started; 0: none yet */
+	int			max_running;	/* of its function: at most so many at once; 0: no limit */
 	Oid			proc;
 	int			max_attempts;
 	double		initial_backoff_ms;
@@ -206,7 +207,8 @@ extern bool dasa_settle_if_expired(const char *id);
 
 /* tasks.c: the task lifecycle */
 extern bool dasa_task_load(const char *id, DasaTask *task);
-extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks);
+extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by,
+							 DasaTask **tasks);
 extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions,
@@ -269,6 +271,7 @@ typedef struct DasaRegistration
 	double		jitter;
 	Interval   *timeout;		/* the invocation's deadline, from its start */
 	Interval   *attempt_timeout;	/* one attempt's */
+	int			max_running;	/* at most so many at once; 0: no limit */
 } DasaRegistration;
 
 /* origin.c: where this database's dasa state was recorded (copies, restores) */
@@ -310,6 +313,7 @@ typedef struct DasaLookup
 	Oid			owner;
 	Interval	timeout;
 	Interval	attempt_timeout;
+	int			max_running;	/* 0: no limit */
 } DasaLookup;
 
 extern bool dasa_registry_lookup(const char *name, DasaLookup *out);

@@ -22,23 +22,23 @@
 
 #define FUNCTION_COLUMNS \
 	"name, proc, owner, max_attempts, initial_backoff, max_backoff, jitter, timeout, registered_at, queue," \
-	" attempt_timeout"
+	" attempt_timeout, max_running"
 
 static DasaStatement upsert_function = {
 	.sql = "INSERT INTO dasa.functions AS f (name, proc, owner, max_attempts, initial_backoff,"
-	"  max_backoff, jitter, timeout, registered_at, queue, attempt_timeout) "
-	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9, $10) "
+	"  max_backoff, jitter, timeout, registered_at, queue, attempt_timeout, max_running) "
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp(), $9, $10, $11) "
 	"ON CONFLICT (name) DO UPDATE SET proc = excluded.proc, queue = excluded.queue, owner = excluded.owner,"
 	"  max_attempts = excluded.max_attempts, initial_backoff = excluded.initial_backoff,"
 	"  max_backoff = excluded.max_backoff, jitter = excluded.jitter,"
 	"  timeout = excluded.timeout, registered_at = excluded.registered_at,"
-	"  attempt_timeout = excluded.attempt_timeout "
+	"  attempt_timeout = excluded.attempt_timeout, max_running = excluded.max_running "
 	"RETURNING " FUNCTION_COLUMNS,
 	.since = "0.9.0",
 	.args = {TEXTOID, TEXTOID, REGROLEOID, INT4OID, INTERVALOID, INTERVALOID, FLOAT8OID,
-	INTERVALOID, TEXTOID, INTERVALOID},
+	INTERVALOID, TEXTOID, INTERVALOID, INT4OID},
 	.columns = {"name", "proc", "owner", "max_attempts", "initial_backoff", "max_backoff",
-	"jitter", "timeout", "registered_at", "queue", "attempt_timeout"},
+	"jitter", "timeout", "registered_at", "queue", "attempt_timeout", "max_running"},
 };
 
 /* The registering role of $1, its row locked against concurrent changes. */
@@ -56,9 +56,10 @@ static DasaStatement delete_function = {
 /* What invoking needs to know of $1. */
 static DasaStatement lookup_function = {
 	.since = "0.9.0",
-	.sql = "SELECT proc, queue, owner::oid AS owner, timeout, attempt_timeout FROM dasa.functions WHERE name = $1",
+	.sql = "SELECT proc, queue, owner::oid AS owner, timeout, attempt_timeout, coalesce(max_running, 0) AS max_running"
+	"  FROM dasa.functions WHERE name = $1",
 	.args = {TEXTOID},
-	.columns = {"proc", "queue", "owner", "timeout", "attempt_timeout"},
+	.columns = {"proc", "queue", "owner", "timeout", "attempt_timeout", "max_running"},
 };
 
 /* Owners of the functions registered on queue $1 other than function $2. */
@@ -85,6 +86,7 @@ typedef struct Registration
 	Oid			owner;
 	Interval	timeout;
 	Interval	attempt_timeout;
+	int			max_running;
 } Registration;
 
 typedef struct QueueOwners
@@ -153,6 +155,7 @@ registration_of(const char *name)
 		r->owner = DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull));
 		r->timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "timeout", &isnull));
 		r->attempt_timeout = *DatumGetIntervalP(dasa_get(&rows, 0, "attempt_timeout", &isnull));
+		r->max_running = dasa_get_int32(&rows, 0, "max_running");
 		(void) dasa_get(&rows, 0, "queue", &isnull);
 		r->queue = isnull ? NULL : pstrdup(dasa_get_text(&rows, 0, "queue"));
 		r->signature = r->queue ? NULL : pstrdup(dasa_get_text(&rows, 0, "proc"));
@@ -178,6 +181,7 @@ dasa_registry_lookup(const char *name, DasaLookup *out)
 	out->owner = r->owner;
 	out->timeout = r->timeout;
 	out->attempt_timeout = r->attempt_timeout;
+	out->max_running = r->max_running;
 	out->queue = r->queue ? pstrdup(r->queue) : NULL;
 	out->proc = InvalidOid;
 	if (out->queue != NULL)
@@ -282,14 +286,16 @@ dasa_registry_check_owner(const char *name, Oid caller)
 DasaRows
 dasa_registry_upsert(const DasaRegistration *r)
 {
-	Datum		args[10] = {CStringGetTextDatum(r->name),
+	Datum		args[11] = {CStringGetTextDatum(r->name),
 		r->queue ? (Datum) 0 : CStringGetTextDatum(dasa_procedure_signature(r->proc)),
 		ObjectIdGetDatum(r->owner), Int32GetDatum(r->max_attempts),
 		IntervalPGetDatum(r->initial_backoff), IntervalPGetDatum(r->max_backoff),
 	Float8GetDatum(r->jitter), IntervalPGetDatum(r->timeout),
 		r->queue ? CStringGetTextDatum(r->queue) : (Datum) 0,
-	IntervalPGetDatum(r->attempt_timeout)};
-	char		nulls[10] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n', ' '};
+		IntervalPGetDatum(r->attempt_timeout),
+	Int32GetDatum(r->max_running)};
+	char		nulls[11] = {' ', r->queue ? 'n' : ' ', ' ', ' ', ' ', ' ', ' ', ' ', r->queue ? ' ' : 'n', ' ',
+	r->max_running > 0 ? ' ' : 'n'};
 
 	registrations_changed();
 	return dasa_run(&upsert_function, args, nulls, 1);

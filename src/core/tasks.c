@@ -27,7 +27,8 @@
 	"  f.max_attempts, extract(epoch FROM f.initial_backoff)::float8 * 1000 AS initial_backoff_ms," \
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
 	"  extract(epoch FROM f.attempt_timeout)::float8 * 1000 AS timeout_ms," \
-	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner " \
+	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner," \
+	"  coalesce(f.max_running, 0) AS max_running " \
 	"FROM dasa.tasks t " \
 	"JOIN dasa.promises p ON p.id = t.id " \
 	"LEFT JOIN dasa.functions f ON f.name = t.function "
@@ -35,7 +36,7 @@
 	"id", "function", "attempt", "version", "crashes", "run_at", "promise_pending", "args", "timeout_at", \
 	"root_id", "promise_tid", "run_as", "registered", "proc", "max_attempts", \
 	"initial_backoff_ms", "max_backoff_ms", "jitter", "timeout_ms", "task_state", "queue", \
-	"function_owner"
+	"function_owner", "max_running"
 
 /*
  * Claim up to $2 tasks due by $1, reading the queue from the floor $3 on
@@ -55,7 +56,7 @@
 	"  extract(epoch FROM f.max_backoff)::float8 * 1000 AS max_backoff_ms, f.jitter," \
 	"  extract(epoch FROM f.attempt_timeout)::float8 * 1000 AS timeout_ms," \
 	"  t.state::text AS task_state, t.queue, f.owner::oid AS function_owner," \
-	"  p.id IS NOT NULL AS promise_locked "
+	"  coalesce(f.max_running, 0) AS max_running, p.id IS NOT NULL AS promise_locked "
 #define CLAIM_PROBES \
 	"LEFT JOIN LATERAL (SELECT x.id, x.state, x.param, x.timeout_at, x.root_id, x.owner, x.ctid AS tid" \
 	"  FROM dasa.promises x WHERE x.id = t.id OFFSET 0 FOR KEY SHARE SKIP LOCKED) p ON true " \
@@ -63,14 +64,14 @@
 #define CLAIM_SQL \
 	CLAIM_SELECT \
 	"FROM (SELECT * FROM dasa.tasks" \
-	"  WHERE state = 'pending' AND queue IS NULL AND run_at <= $1 AND run_at >= $3" \
+	"  WHERE state = 'pending' AND queue IS NULL AND run_at <= $1 AND run_at >= $3 AND function <> ALL($4)" \
 	"  ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t " \
 	CLAIM_PROBES \
 	"ORDER BY t.run_at"
 static DasaStatement claim_tasks = {
 	.since = "0.9.0",
 	.sql = CLAIM_SQL,
-	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {TASK_COLUMNS, "promise_locked"},
 };
 
@@ -83,11 +84,11 @@ static DasaStatement claim_priority_tasks = {
 	.since = "0.9.0",
 	.sql = CLAIM_SELECT
 	"FROM (SELECT * FROM dasa.tasks"
-	"  WHERE state = 'pending' AND queue IS NULL AND priority > 0 AND run_at <= $1"
+	"  WHERE state = 'pending' AND queue IS NULL AND priority > 0 AND run_at <= $1 AND function <> ALL($4)"
 	"  ORDER BY priority DESC, run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t "
 	CLAIM_PROBES
 	"ORDER BY t.priority DESC, t.run_at",
-	.args = {TIMESTAMPTZOID, INT4OID},
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {TASK_COLUMNS, "promise_locked"},
 };
 
@@ -95,7 +96,7 @@ static DasaStatement claim_priority_tasks = {
 static DasaStatement explain_claim = {
 	.since = "0.9.0",
 	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " CLAIM_SQL,
-	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID},
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {"QUERY PLAN"},
 };
 
@@ -220,6 +221,7 @@ read_task(const DasaRows *rows, uint64 i, DasaTask *task)
 	task->max_backoff_ms = dasa_get_float8(rows, i, "max_backoff_ms");
 	task->jitter = dasa_get_float8(rows, i, "jitter");
 	task->timeout_ms = dasa_get_float8(rows, i, "timeout_ms");
+	task->max_running = dasa_get_int32(rows, i, "max_running");
 }
 
 /* Read the claimed rows into tasks from n on; the new count. One left pending must be found again after commit. */
@@ -238,15 +240,17 @@ keep_claimed(const DasaRows *claimed, DasaTask *tasks, int n)
 
 /*
  * Claim up to limit due tasks (locked until commit) for executor claimer
- * (its index); returns how many. The floor rises to the first one taken:
+ * (its index); returns how many; functions in passed_by (at their limit of
+ * invocations running at once) are passed by. The floor rises to the first one taken:
  * the caller lowers it again for any of them it leaves pending
  * (dasa_claim_floor_lower, after its commit).
  */
 int
-dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
+dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by, DasaTask **tasks)
 {
 	TimestampTz floor = dasa_claim_floor_read(claimer);
-	Datum		args[3] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor)};
+	Datum		args[4] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor),
+	dasa_text_array_of_list(passed_by)};
 	DasaRows	first = dasa_run(&claim_priority_tasks, args, NULL, 0);
 	DasaRows	claimed = {0};
 	int			n = 0;
@@ -259,7 +263,8 @@ dasa_tasks_claim(int claimer, TimestampTz now, int limit, DasaTask **tasks)
 	*tasks = palloc0(Max(first.n + claimed.n, 1) * sizeof(DasaTask));
 	n = keep_claimed(&first, *tasks, n);
 	n = keep_claimed(&claimed, *tasks, n);
-	if (first.n < (uint64) limit)
+	/* (Tasks passed by stay below the floor: it may rise only past none.) */
+	if (first.n < (uint64) limit && passed_by == NIL)
 		dasa_claim_floor_raise(claimer, claimed.n > 0 ? dasa_get_timestamp(&claimed, 0, "run_at") : now);
 	return n;
 }
@@ -269,8 +274,8 @@ List *
 dasa_tasks_explain_claim(int limit)
 {
 	TimestampTz floor = dasa_claim_floor_peek();
-	Datum		args[3] = {TimestampTzGetDatum(GetCurrentTimestamp()), Int32GetDatum(limit),
-	TimestampTzGetDatum(floor)};
+	Datum		args[4] = {TimestampTzGetDatum(GetCurrentTimestamp()), Int32GetDatum(limit),
+	TimestampTzGetDatum(floor), dasa_text_array_of_list(NIL)};
 	DasaRows	plan = dasa_run(&explain_claim, args, NULL, 0);
 	List	   *lines = NIL;
 

@@ -155,12 +155,19 @@ inline_until(DasaTask *task, TimestampTz started, bool after_others)
 	return started + (TimestampTz) (Min(ms, to_deadline_ms) * 1000.0 / 2.0);
 }
 
+/* What became of a claimed task in a batch. */
+typedef enum Processed
+{
+	PROCESSED,					/* ran, or ended: its outcome is in the batch */
+	GAVE_WAY,					/* gave way to another batch's lock: the batch ends before it */
+	PASSED_BY					/* its function ran at its limit: left pending */
+} Processed;
+
 /*
  * Run one claimed task (after_others: others ran before it in this batch)
- * and put its outcome into the batch. False if it gave way to another
- * batch's lock: it was not run, and the batch ends before it.
+ * and put its outcome into the batch.
  */
-static bool
+static Processed
 process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 {
 	DasaAttempt attempt;
@@ -170,12 +177,17 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	{
 		/* Settled meanwhile (canceled, or timed out by the worker): nothing to run. */
 		dasa_batch_completed(batch, task, task->attempt);
-		return true;
+		return PROCESSED;
 	}
 	if (task->timeout_at <= GetCurrentTimestamp())
 	{
 		dasa_batch_ended(batch, task);
-		return true;
+		return PROCESSED;
+	}
+	if (task->max_running > 0 && !dasa_limit_take(task))
+	{
+		dasa_limit_full(task->function);
+		return PASSED_BY;
 	}
 	started = GetCurrentTimestamp();
 	task->started_at = started;
@@ -188,7 +200,7 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	dasa_crash_record_clear();
 	show_running(NULL);
 	if (attempt.deferred)
-		return false;
+		return GAVE_WAY;
 	if (attempt.ok)
 		dasa_batch_resolved(batch, task, attempt.value);
 	else if (attempt.suspended)
@@ -200,7 +212,7 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 		dasa_batch_ended(batch, task);
 	else if (!dasa_task_fail(task, attempt.error, attempt.final) && attempt.context != NULL)
 		dasa_holds_keep(task->id, attempt.context->read_elsewhere);
-	return true;
+	return PROCESSED;
 }
 
 static bool
@@ -213,12 +225,15 @@ asked_to_stop(void)
 /*
  * Run the claimed tasks[0..n) into the batch, after done others; returns
  * how many ran. *stop: the batch ends here (the rest stay pending, and
- * are unlocked at commit).
+ * are unlocked at commit). *passed_due: the earliest due of those passed
+ * by, left pending (DT_NOEND: none).
  */
 static int
-run_claimed(DasaBatch *batch, DasaTask *tasks, int n, int done, TimestampTz started, bool *stop)
+run_claimed(DasaBatch *batch, DasaTask *tasks, int n, int done, TimestampTz started, bool *stop,
+			TimestampTz *passed_due)
 {
 	int			ran = 0;
+	Processed	processed;
 
 	for (; ran < n && !*stop; ran++)
 	{
@@ -230,8 +245,10 @@ run_claimed(DasaBatch *batch, DasaTask *tasks, int n, int done, TimestampTz star
 			*stop = true;		/* one that crashed its process before runs alone */
 		else if (asked_to_stop())
 			*stop = true;		/* DDL waits for this database to be free */
-		else if (!process_task(batch, &tasks[ran], position > 0))
+		else if ((processed = process_task(batch, &tasks[ran], position > 0)) == GAVE_WAY)
 			*stop = true;		/* it gave way: it runs first in the next batch */
+		else if (processed == PASSED_BY)
+			*passed_due = Min(*passed_due, tasks[ran].run_at);
 		else if (tasks[ran].crashes > 0)
 		{
 			ran++;
@@ -291,7 +308,7 @@ run_batch(TimestampTz *next_due)
 		bool		stop = false;
 
 		alone_next = false;
-		n = dasa_tasks_claim(my_index, now, limit, &tasks);
+		n = dasa_tasks_claim(my_index, now, limit, dasa_limit_passed_by(), &tasks);
 		if (n > 0 && !dasa_origin_runnable())
 		{
 			unrun_due = tasks[0].run_at;
@@ -313,11 +330,11 @@ run_batch(TimestampTz *next_due)
 			if (n == limit)
 				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
 			dasa_batch_init(&batch, n);
-			ran = run_claimed(&batch, tasks, n, 0, now, &stop);
+			ran = run_claimed(&batch, tasks, n, 0, now, &stop, &unrun_due);
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
 			if (ran < n)
-				unrun_due = tasks[ran].run_at;
+				unrun_due = Min(unrun_due, tasks[ran].run_at);
 		}
 		else
 			*next_due = dasa_tasks_next_due(now);

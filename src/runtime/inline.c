@@ -120,8 +120,8 @@ child_task(DasaContext *c, const DasaCreated *made, DasaTask *child)
 {
 	DasaLookup	fn;
 
-	if (!dasa_registry_lookup(made->function, &fn) || fn.queue != NULL)
-		return false;
+	if (!dasa_registry_lookup(made->function, &fn) || fn.queue != NULL || fn.max_running > 0)
+		return false;			/* (a limited function runs only as its limit allows) */
 	memset(child, 0, sizeof(*child));
 	child->id = made->id;
 	child->function = made->function;

@@ -32,6 +32,11 @@ extern Jsonb *dasa_call_inline(DasaTask *task, MemoryContext keep);
 /* inline.c: an awaited child run at once inside its parent's attempt */
 extern void dasa_inline_install(void);
 extern void dasa_unwritten_install(void);
+
+/* limits.c: at most max_running invocations of a function at once */
+extern bool dasa_limit_take(DasaTask *task);
+extern void dasa_limit_full(const char *function);
+extern List *dasa_limit_passed_by(void);
 extern void dasa_inline_permit(TimestampTz until);
 
 /* executor.c: what this executor learned of each function */

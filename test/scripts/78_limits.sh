@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Concurrency limits: a function registered with max_running => 2 never has
+# more than 2 invocations running at once across 4 executors (200 of them,
+# 20 ms each), while an unlimited one of the same kind runs on more; all
+# finish; a limited function's child is never run inside its parent (which
+# would bypass the limit); bad limits are refused (22023).
+set -uo pipefail
+. "$DASA_SUITE/lib/tap.sh"
+db=dasa_limits
+# Four executors need free worker slots: the databases earlier scripts left
+# behind give theirs back.
+for old in $(q postgres "SELECT datname FROM pg_database WHERE datname LIKE 'dasa\_%' AND datname NOT IN ('dasa_tap', '$db')"); do
+  PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS $old WITH (FORCE)" >/dev/null
+done
+fresh_database $db
+q $db "ALTER SYSTEM SET dasa.executors_per_database = 4" >/dev/null
+q $db "SELECT pg_reload_conf()" >/dev/null
+ok "the database gets 4 executors" wait_for 30 $db \
+   "SELECT count(*) = 4 FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = current_database()"
+q $db "
+CREATE TABLE lm_runs (function text NOT NULL, started timestamptz NOT NULL, ended timestamptz NOT NULL);
+CREATE FUNCTION lm_work(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+DECLARE t0 timestamptz := clock_timestamp();
+BEGIN
+  PERFORM pg_sleep(0.02);
+  INSERT INTO lm_runs VALUES (a->>'fn', t0, clock_timestamp());
+  RETURN a;
+END \$\$;
+CREATE FUNCTION lm_chain(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS \$\$
+BEGIN
+  FOR i IN 1..5 LOOP PERFORM dasa.await(dasa.invoke('lm_limited', '{\"fn\": \"chain\"}')); END LOOP;
+  RETURN '5';
+END \$\$;
+SELECT count(*) FROM (SELECT dasa.register('lm_limited', 'lm_work(jsonb)', max_running => 2)
+  UNION ALL SELECT dasa.register('lm_free', 'lm_work(jsonb)')
+  UNION ALL SELECT dasa.register('lm_chain', 'lm_chain(jsonb)')) r" >/dev/null
+
+is "$(sqlstate_of $db "SELECT dasa.register('lm_bad', 'lm_work(jsonb)', max_running => 0)")" 22023 "max_running 0 is refused (22023)"
+is "$(q $db "SELECT max_running FROM dasa.functions WHERE name = 'lm_limited'")" 2 "the limit is recorded"
+
+q $db "SELECT count(dasa.invoke('lm_free', '{\"fn\": \"free\"}')) FROM generate_series(1, 200)" >/dev/null
+ok "200 invocations of an unlimited function finish" wait_for 120 $db "SELECT count(*) = 200 FROM lm_runs"
+q $db "SELECT count(dasa.invoke('lm_limited', '{\"fn\": \"limited\"}')) FROM generate_series(1, 200)" >/dev/null
+ok "then 200 of the limited one" wait_for 120 $db "SELECT count(*) = 400 FROM lm_runs"
+concurrency() {  # the most runs of $1 that overlapped at one start
+  q $db "SELECT max(n) FROM (SELECT (SELECT count(*) FROM lm_runs b WHERE b.function = a.function
+                                       AND b.started <= a.started AND b.ended > a.started) n
+                             FROM lm_runs a WHERE a.function = '$1') c"
+}
+limited=$(concurrency limited)
+free=$(concurrency free)
+diag "most running at once: limited $limited, unlimited $free"
+is "$limited" 2 "the limited function never ran more than 2 at once (and did run 2)"
+ok "the unlimited one ran on more executors at once ($free)" test "$free" -gt 2
+
+is "$(q $db "CALL dasa.call('lm_chain', '{}', 'lm-chain')")" 5 "a chain of limited steps finishes"
+is "$(q $db "SELECT count(*) FROM dasa.tasks WHERE id LIKE 'lm-chain.%' AND started_at IS NOT NULL AND executor_pid IS NOT NULL")" 5 \
+   "each step ran as an invocation of its own (never inside its parent, past the limit)"
+
+q $db "ALTER SYSTEM RESET dasa.executors_per_database" >/dev/null
+q $db "SELECT pg_reload_conf()" >/dev/null
+done_testing
