@@ -144,7 +144,7 @@ GRANT EXECUTE ON FUNCTION dasa.failures(text, interval, integer) TO dasa_user;
 -- through an index (the queues, the suspended tasks, the tasks completed
 -- lately, the attempts failed lately), never the whole history. A role sees
 -- the invocations it may see (dasa._may_see), as everywhere.
-CREATE INDEX tasks_suspended ON dasa.tasks (function) WHERE state = 'suspended';
+CREATE INDEX tasks_suspended ON dasa.tasks (function) WHERE state = 'suspended' AND function > '';
 CREATE INDEX tasks_completed ON dasa.tasks (completed_at) WHERE completed_at IS NOT NULL;
 CREATE INDEX attempts_failed_at ON dasa.attempts (failed_at);
 

@@ -239,6 +239,7 @@ dasa_run_attempt(DasaTask *task, bool after_others, DasaAttempt *out)
 	if (out->error != NULL)
 	{
 		out->final = true;
+		dasa_reset_session_state();	/* (gives back a slot of its function's limit) */
 		return;
 	}
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Flat cost: with 40,000 settled promises in history (20,000 invocations,
-# 20,000 plain promises), none of the paths that run all the time reads
+# Flat cost: with 100,000 settled promises in history (50,000 invocations,
+# 50,000 plain promises), none of the paths that run all the time reads
 # that history. While the test drives them all (invoke and the executors'
 # claims, settling, workflows with children: fan-out, chains, timers, a
 # human approval; awaits from sessions, timeouts swept, cancels, retries,
@@ -8,13 +8,14 @@
 # table is read sequentially, and the rows read from dasa.promises and
 # dasa.tasks stay a small multiple of the ~1,000 promises the workload
 # makes (pg_stat_user_tables), where one read of the history would be
-# 20,000 or more. (The test's own polls read by key or through the
+# 50,000 or more. (The figure swings between runs, 6,000 to 14,000 for
+# about 1,000 promises made, with the timing of retries, timers and polls.) (The test's own polls read by key or through the
 # partial index of pending promises.) Then a purge of the aged history
 # reads it by index too.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_flat
-n=20000
+n=50000
 
 PGOPTIONS='-c client_min_messages=warning' q postgres "DROP DATABASE IF EXISTS $db" >/dev/null
 q postgres "CREATE DATABASE $db" >/dev/null
@@ -57,7 +58,16 @@ rows_read() {
   q $db "SELECT sum(seq_tup_read + coalesce(idx_tup_fetch, 0)) FROM pg_stat_user_tables
          WHERE schemaname = 'dasa' AND relname IN ('promises', 'tasks')"
 }
-# The test's polls: by key, or through the partial index of pending promises.
+# The test's polls: by key, or through the partial index of pending promises;
+# every 250 ms, as their own reads count in the rows read below.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(psql -XAtq -d "$2" -c "$3" 2>/dev/null)" = t ] && return 0
+    sleep 0.25
+  done
+  return 1
+}
 export PGOPTIONS='-c enable_seqscan=off'
 sleep 1
 before=$(scans)
@@ -92,7 +102,7 @@ after=$(scans)
 read=$(( $(rows_read) - read_before ))
 diag "sequential scans after:  $after; rows read from dasa.promises and dasa.tasks: $read"
 is "$after" "$before" "no dasa table was read sequentially"
-ok "the rows read ($read) stay under 10,000: the 40,000 of history were not read" test "$read" -lt 10000
+ok "the rows read ($read) stay under 20,000: the 100,000 of history were not read" test "$read" -lt 20000
 unset PGOPTIONS
 ok "a purge removes the history settled 3 days ago" test "$(q $db "SELECT dasa.purge('1 day')")" -gt 1000
 sleep 1

@@ -59,4 +59,6 @@ is "$(q $db "SELECT count(*) FROM dasa.tasks WHERE id LIKE 'lm-chain.%' AND star
 
 q $db "ALTER SYSTEM RESET dasa.executors_per_database" >/dev/null
 q $db "SELECT pg_reload_conf()" >/dev/null
+ok "back to 2 executors per database" wait_for 30 $db \
+   "SELECT coalesce(max(n), 0) <= 2 FROM (SELECT count(*) n FROM pg_stat_activity WHERE backend_type = 'dasa executor' GROUP BY datname) e"
 done_testing
