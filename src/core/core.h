@@ -166,6 +166,9 @@ extern void dasa_context_suspend(DasaContext *c, List *ids, bool any) pg_attribu
 extern void dasa_context_found(DasaContext *c, const char *id, const char *function,
 							   const DasaRecorded *recorded);
 
+/* subtransaction.c */
+extern ErrorData *dasa_try(void (*step) (void *arg), void *arg);
+
 /* idset.c: sets and tables of ids */
 extern uint32 dasa_id_hash(const void *key, Size keysize);
 extern int	dasa_id_match(const void *a, const void *b, Size keysize);

@@ -9,7 +9,6 @@
  */
 #include "core/core.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "port.h"
 #include "utils/acl.h"
@@ -456,6 +455,13 @@ wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 		dasa_wake_at_commit_external();
 }
 
+static void
+insert_free_children(void *args)
+{
+	(void) dasa_run(&insert_free_child_promises, (Datum *) args, NULL, 0);
+	(void) dasa_run(&insert_free_child_tasks, (Datum *) args, NULL, 0);
+}
+
 /*
  * Write children (args as CHILD_ARGS) if all their ids are free: false,
  * with nothing written, if one is taken. In a subtransaction, so that the
@@ -464,34 +470,11 @@ wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 static bool
 write_free_children(Datum *args)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool written = true;
+	ErrorData  *failure = dasa_try(insert_free_children, args);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		(void) dasa_run(&insert_free_child_promises, args, NULL, 0);
-		(void) dasa_run(&insert_free_child_tasks, args, NULL, 0);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *error;
-
-		MemoryContextSwitchTo(cxt);
-		error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		if (error->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-			ReThrowError(error);
-		written = false;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return written;
+	if (failure != NULL && failure->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+		ReThrowError(failure);
+	return failure == NULL;
 }
 
 /*

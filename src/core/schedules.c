@@ -11,12 +11,10 @@
  */
 #include "core/core.h"
 
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #define SCHEDULE_COLUMNS \
@@ -200,8 +198,9 @@ typedef struct Firing
 } Firing;
 
 static void
-plan_firing(Firing *f)
+plan_firing(void *arg)
 {
+	Firing	   *f = arg;
 	DasaCron	cron;
 	pg_tz	   *tz = dasa_time_zone(f->schedule->time_zone);
 	bool		timed;
@@ -213,8 +212,9 @@ plan_firing(Firing *f)
 }
 
 static void
-invoke_firing(Firing *f)
+invoke_firing(void *arg)
 {
+	Firing	   *f = arg;
 	const DasaSchedule *s = f->schedule;
 
 	(void) dasa_invoke_tagged(s->function, s->args, f->id, s->timeout, s->tags, s->owner);
@@ -222,33 +222,11 @@ invoke_firing(Firing *f)
 
 /* Run step(f) in a subtransaction; NULL if it went through, else its error message. */
 static char *
-guarded(void (*step) (Firing *), Firing *f)
+guarded(void (*step) (void *), Firing *f)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char	   *volatile failure = NULL;
+	ErrorData  *failure = dasa_try(step, f);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		step(f);
-		ReleaseCurrentSubTransaction();
-	}
-	PG_CATCH();
-	{
-		ErrorData  *error;
-
-		MemoryContextSwitchTo(cxt);
-		error = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		failure = error->message;
-	}
-	PG_END_TRY();
-	MemoryContextSwitchTo(cxt);
-	CurrentResourceOwner = owner;
-	return failure;
+	return failure ? failure->message : NULL;
 }
 
 static void
