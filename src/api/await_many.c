@@ -83,6 +83,17 @@ is_pending(const DasaAwaitRead *read)
 	return strcmp(read->promise.state, "pending") == 0;
 }
 
+/* Read again those of ids that read as pending. */
+static void
+reread_pending(List *ids, DasaAwaitRead *reads)
+{
+	ListCell   *lc;
+
+	foreach(lc, ids)
+		if (is_pending(&reads[foreach_current_index(lc)]))
+			dasa_await_read((char *) lfirst(lc), &reads[foreach_current_index(lc)], CurrentMemoryContext);
+}
+
 /* Append value (NULL: JSON null) to the array being built in *state. */
 static void
 push_element(JsonbParseState **state, Jsonb *value)
@@ -145,7 +156,9 @@ dasa_await_all(PG_FUNCTION_ARGS)
 		else if (strcmp(read->promise.state, "resolved") != 0)
 			(void) dasa_settled_result((char *) lfirst(lc), &read->promise);	/* raises */
 	}
-	if (pending != NIL)
+	if (pending != NIL && dasa_inline_try_all(running, pending))
+		reread_pending(ids, reads);		/* they ran here and resolved */
+	else if (pending != NIL)
 		dasa_context_suspend(running, pending, false);
 	PG_RETURN_DATUM(values_array(ids, reads));
 }

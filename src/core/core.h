@@ -77,6 +77,8 @@ typedef struct DasaCreated		/* a promise (and maybe task) an attempt created */
 	TimestampTz run_at;			/* (an invocation) due from then on; 0: when written */
 	char	   *rerun_of;		/* (an invocation) the failed child it repeats, or NULL */
 	int			priority;		/* (an invocation) its task's */
+	bool		ran;			/* ran inside the attempt and resolved (core/inline.c) */
+	Jsonb	   *value;			/* (ran) its value */
 } DasaCreated;
 
 /* recorded.c: a child an earlier attempt of the running invocation recorded */
@@ -144,8 +146,10 @@ typedef struct DasaTask
 
 /* inline.c: an awaited child run at once inside its parent's attempt */
 typedef bool (*DasaInlineRunner) (DasaContext *parent, DasaCreated *child);
-extern void dasa_inline_set_runner(DasaInlineRunner run);
+typedef bool (*DasaInlineAllRunner) (DasaContext *parent, DasaCreated **children, int n);
+extern void dasa_inline_set_runner(DasaInlineRunner run, DasaInlineAllRunner run_all);
 extern bool dasa_inline_try(DasaContext *c, const char *id);
+extern bool dasa_inline_try_all(DasaContext *c, List *ids);
 
 extern DasaContext *dasa_context(void);
 extern DasaContext *dasa_context_swap(DasaContext *c);
@@ -259,6 +263,7 @@ extern bool dasa_unwritten_must_write(void);
 extern void dasa_unwritten_reset(void);
 extern void dasa_write_unwritten_but(DasaContext *c, DasaCreated *spared);
 extern bool dasa_inline_child_id_free(const DasaCreated *made);
+extern bool dasa_children_ids_free(DasaCreated **children, int n);
 extern bool dasa_write_settled_child(DasaContext *c, DasaCreated *made, Jsonb *value);
 
 /* registry.c: dasa.functions */

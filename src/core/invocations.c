@@ -378,25 +378,35 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
  * statements below: promises $1 id, $2 param, $3 tags, $4 deadline, $5
  * owner, $6 awaited, $7 function, children of $10 under root $11, created
  * at $9; tasks (of those with a function) $8 queue, due at $12, repeating
- * $13, priority $14.
+ * $13, priority $14. Those $16 ran inside the attempt are written resolved
+ * with value $15 at $9, their tasks completed in one attempt.
  */
-#define CHILD_COLUMNS 14
+#define CHILD_COLUMNS 16
 #define CHILD_ARGS {TEXTARRAYOID, JSONBARRAYOID, JSONBARRAYOID, TIMESTAMPTZARRAYOID, OIDARRAYOID, \
 	BOOLARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, TIMESTAMPTZARRAYOID, \
-	TEXTARRAYOID, INT4ARRAYOID}
+	TEXTARRAYOID, INT4ARRAYOID, JSONBARRAYOID, BOOLARRAYOID}
+#define CHILD_PROMISE_COLUMNS \
+	"INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited," \
+	"    state, value, settled_at)" \
+	"  SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited," \
+	"    CASE WHEN ran THEN 'resolved' ELSE 'pending' END::dasa.promise_state, value," \
+	"    CASE WHEN ran THEN $9 END"
+#define CHILD_TASK_COLUMNS \
+	"INSERT INTO dasa.tasks (id, function, queue, run_at, rerun_of, priority, state, attempt, completed_at)" \
+	"  SELECT v.id, v.function, v.queue, v.run_at, v.rerun_of, v.priority," \
+	"    CASE WHEN v.ran THEN 'completed' ELSE 'pending' END::dasa.task_state," \
+	"    CASE WHEN v.ran THEN 1 ELSE 0 END, CASE WHEN v.ran THEN $9 END"
 
 /* Write the promises unless their ids exist, and the tasks of those written: which ids were written. */
 static DasaStatement insert_children = {
 	.since = "0.9.0",
 	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
-	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[])"
-	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at, rerun_of, priority)),"
-	" p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
-	"    SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited FROM v"
-	"    ON CONFLICT (id) DO NOTHING RETURNING id),"
-	" t AS (INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of, priority)"
-	"    SELECT v.id, v.function, v.run_at, v.queue, v.rerun_of, v.priority FROM v JOIN p ON p.id = v.id"
-	"    WHERE v.function IS NOT NULL) "
+	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[],"
+	"    $15::jsonb[], $16::boolean[])"
+	"    AS v(id, param, tags, timeout_at, owner, awaited, function, queue, run_at, rerun_of, priority,"
+	"      value, ran)),"
+	" p AS (" CHILD_PROMISE_COLUMNS " FROM v ON CONFLICT (id) DO NOTHING RETURNING id),"
+	" t AS (" CHILD_TASK_COLUMNS " FROM v JOIN p ON p.id = v.id WHERE v.function IS NOT NULL) "
 	"SELECT id FROM p",
 	.args = CHILD_ARGS,
 	.columns = {"id"},
@@ -409,25 +419,24 @@ static DasaStatement insert_children = {
  */
 static DasaStatement insert_free_child_promises = {
 	.since = "0.9.0",
-	.sql = "INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner, awaited)"
-	"  SELECT id, param, tags, timeout_at, $9, $10, $11, owner::regrole, awaited"
-	"  FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[], $5::oid[], $6::boolean[])"
-	"    AS v(id, param, tags, timeout_at, owner, awaited)",
+	.sql = CHILD_PROMISE_COLUMNS
+	"  FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[], $5::oid[], $6::boolean[],"
+	"    $15::jsonb[], $16::boolean[]) AS v(id, param, tags, timeout_at, owner, awaited, value, ran)",
 	.args = CHILD_ARGS,
 };
 
 static DasaStatement insert_free_child_tasks = {
 	.since = "0.9.0",
-	.sql = "INSERT INTO dasa.tasks (id, function, queue, run_at, rerun_of, priority)"
-	"  SELECT * FROM unnest($1::text[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[])"
-	"    AS v(id, function, queue, run_at, rerun_of, priority)"
-	"  WHERE function IS NOT NULL",
+	.sql = CHILD_TASK_COLUMNS
+	"  FROM unnest($1::text[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[],"
+	"    $16::boolean[]) AS v(id, function, queue, run_at, rerun_of, priority, ran)"
+	"  WHERE v.function IS NOT NULL",
 	.args = CHILD_ARGS,
 };
 
 /* Wake-ups at commit for the children made: timers for their deadlines, executors and workers for their tasks. */
 static void
-wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
+wake_for(DasaContext *c, HTAB *written, bool as_ran, TimestampTz created_at)
 {
 	TimestampTz first_deadline = DT_NOEND;
 	TimestampTz first_due = DT_NOEND;
@@ -439,7 +448,7 @@ wake_for(DasaContext *c, HTAB *written, TimestampTz created_at)
 	{
 		DasaCreated *made = lfirst(lc);
 
-		if (made->recorded || !dasa_idset_contains(written, made->id))
+		if (made->recorded || (as_ran && made->ran) || !dasa_idset_contains(written, made->id))
 			continue;
 		first_deadline = Min(first_deadline, made->timeout_at);
 		if (made->function != NULL && made->queue == NULL)
@@ -477,73 +486,122 @@ write_free_children(Datum *args)
 	return failure == NULL;
 }
 
-/*
- * Write c's children that pass keep (one statement for all of them); those
- * in waited_on (an id set, or NULL) already marked awaited. Existing ids are
- * left as they are. Returns the set of ids written.
- */
-static HTAB *
-write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *waited_on)
+/* The children an attempt writes, column by column (see CHILD_ARGS). */
+typedef struct ChildColumns
 {
-	int			n = 0,
-				max = Max(list_length(c->created), 1);
-	char	  **ids = palloc(sizeof(char *) * max);
-	Jsonb	  **params = palloc(sizeof(Jsonb *) * max);
-	Jsonb	  **tags = palloc(sizeof(Jsonb *) * max);
-	TimestampTz *deadlines = palloc(sizeof(TimestampTz) * max);
-	TimestampTz *due = palloc(sizeof(TimestampTz) * max);
-	Oid		   *owners = palloc(sizeof(Oid) * max);
-	bool	   *awaited = palloc(sizeof(bool) * max);
-	char	  **functions = palloc(sizeof(char *) * max);
-	char	  **queues = palloc(sizeof(char *) * max);
-	char	  **repeats = palloc(sizeof(char *) * max);
-	int		   *priorities = palloc(sizeof(int) * max);
-	HTAB	   *written = dasa_id_table("dasa children written", max, sizeof(char *));
-	TimestampTz now = GetCurrentTimestamp();
-	ListCell   *lc;
+	int			n;
+	char	  **ids;
+	Jsonb	  **params;
+	Jsonb	  **tags;
+	TimestampTz *deadlines;
+	TimestampTz *due;
+	Oid		   *owners;
+	bool	   *awaited;
+	char	  **functions;
+	char	  **queues;
+	char	  **repeats;
+	int		   *priorities;
+	Jsonb	  **values;
+	bool	   *ran;
+} ChildColumns;
+
+static void
+columns_init(ChildColumns *cols, int max)
+{
+	max = Max(max, 1);
+	cols->n = 0;
+	cols->ids = palloc(sizeof(char *) * max);
+	cols->params = palloc(sizeof(Jsonb *) * max);
+	cols->tags = palloc(sizeof(Jsonb *) * max);
+	cols->deadlines = palloc(sizeof(TimestampTz) * max);
+	cols->due = palloc(sizeof(TimestampTz) * max);
+	cols->owners = palloc(sizeof(Oid) * max);
+	cols->awaited = palloc(sizeof(bool) * max);
+	cols->functions = palloc(sizeof(char *) * max);
+	cols->queues = palloc(sizeof(char *) * max);
+	cols->repeats = palloc(sizeof(char *) * max);
+	cols->priorities = palloc(sizeof(int) * max);
+	cols->values = palloc(sizeof(Jsonb *) * max);
+	cols->ran = palloc(sizeof(bool) * max);
+}
+
+/* Add made, written awaited if so, as having run here (with its value) if ran. */
+static void
+columns_add(ChildColumns *cols, const DasaCreated *made, bool awaited, bool ran, TimestampTz now)
+{
+	int			i = cols->n++;
+
+	cols->ids[i] = made->id;
+	cols->params[i] = made->param;
+	cols->tags[i] = made->tags;
+	cols->deadlines[i] = made->timeout_at;
+	cols->due[i] = made->run_at != 0 ? made->run_at : now;
+	cols->owners[i] = made->owner;
+	cols->awaited[i] = awaited && !ran;
+	cols->functions[i] = made->function;
+	cols->queues[i] = made->queue;
+	cols->repeats[i] = made->rerun_of;
+	cols->priorities[i] = made->priority;
+	cols->values[i] = ran ? made->value : NULL;
+	cols->ran[i] = ran;
+}
+
+/* Write the columns' children (of c, at now): the set of ids written. */
+static HTAB *
+columns_write(const ChildColumns *cols, DasaContext *c, TimestampTz now)
+{
+	int			n = cols->n;
+	HTAB	   *written = dasa_id_table("dasa children written", Max(n, 1), sizeof(char *));
+	Datum		args[CHILD_COLUMNS] = {dasa_text_array(cols->ids, n), dasa_jsonb_array(cols->params, n),
+		dasa_jsonb_array(cols->tags, n), dasa_timestamptz_array(cols->deadlines, n),
+		dasa_oid_array(cols->owners, n), dasa_bool_array(cols->awaited, n),
+		dasa_nullable_text_array(cols->functions, n), dasa_nullable_text_array(cols->queues, n),
+		TimestampTzGetDatum(now), CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id),
+		dasa_timestamptz_array(cols->due, n), dasa_nullable_text_array(cols->repeats, n),
+		dasa_int4_array(cols->priorities, n), dasa_jsonb_array(cols->values, n),
+	dasa_bool_array(cols->ran, n)};
 	DasaRows	rows;
 
+	if (write_free_children(args))
+	{
+		for (int i = 0; i < n; i++)
+			(void) dasa_idset_add(written, cols->ids[i]);
+		return written;
+	}
+	rows = dasa_run(&insert_children, args, NULL, 0);
+	for (uint64 i = 0; i < rows.n; i++)
+		(void) dasa_idset_add(written, dasa_get_text(&rows, i, "id"));
+	return written;
+}
+
+/*
+ * Write c's children that pass keep (one statement for all of them); those
+ * in waited_on (an id set, or NULL) already marked awaited; as_ran: those
+ * that ran inside the attempt as settled (else as pending, their run undone
+ * with the attempt). Existing ids are left as they are. Returns the set of
+ * ids written.
+ */
+static HTAB *
+write_children(DasaContext *c, bool (*keep) (const DasaCreated *made), HTAB *waited_on, bool as_ran)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	ChildColumns cols;
+	ListCell   *lc;
+	HTAB	   *written;
+
+	columns_init(&cols, list_length(c->created));
 	foreach(lc, c->created)
 	{
 		DasaCreated *made = lfirst(lc);
 
-		if (!keep(made))
-			continue;
-		ids[n] = made->id;
-		params[n] = made->param;
-		tags[n] = made->tags;
-		deadlines[n] = made->timeout_at;
-		due[n] = made->run_at != 0 ? made->run_at : now;
-		owners[n] = made->owner;
-		awaited[n] = waited_on != NULL && dasa_idset_contains(waited_on, made->id);
-		functions[n] = made->function;
-		queues[n] = made->queue;
-		repeats[n] = made->rerun_of;
-		priorities[n] = made->priority;
-		n++;
+		if (keep(made))
+			columns_add(&cols, made, waited_on != NULL && dasa_idset_contains(waited_on, made->id),
+						as_ran && made->ran, now);
 	}
-	if (n == 0)
-		return written;
-	{
-		Datum		args[CHILD_COLUMNS] = {dasa_text_array(ids, n), dasa_jsonb_array(params, n),
-			dasa_jsonb_array(tags, n), dasa_timestamptz_array(deadlines, n), dasa_oid_array(owners, n),
-			dasa_bool_array(awaited, n), dasa_nullable_text_array(functions, n),
-			dasa_nullable_text_array(queues, n), TimestampTzGetDatum(now),
-		CStringGetTextDatum(c->id), CStringGetTextDatum(c->root_id),
-		dasa_timestamptz_array(due, n), dasa_nullable_text_array(repeats, n),
-		dasa_int4_array(priorities, n)};
-
-		if (write_free_children(args))
-			for (int i = 0; i < n; i++)
-				(void) dasa_idset_add(written, ids[i]);
-		else
-		{
-			rows = dasa_run(&insert_children, args, NULL, 0);
-			for (uint64 i = 0; i < rows.n; i++)
-				(void) dasa_idset_add(written, dasa_get_text(&rows, i, "id"));
-		}
-	}
-	wake_for(c, written, now);
+	if (cols.n == 0)
+		return dasa_id_table("dasa children written", 1, sizeof(char *));
+	written = columns_write(&cols, c, now);
+	wake_for(c, written, as_ran, now);
 	return written;
 }
 
@@ -569,7 +627,7 @@ is_unwritten(const DasaCreated *made)
 HTAB *
 dasa_persist_created(DasaContext *c, HTAB *waited_on)
 {
-	return write_children(c, not_recorded, waited_on);
+	return write_children(c, not_recorded, waited_on, false);
 }
 
 /*
@@ -592,7 +650,7 @@ dasa_write_unwritten(DasaContext *c)
 	dasa_switch_user(dasa_extension_owner(), &save);
 	SPI_connect();
 	reading_around++;
-	written = write_children(c, is_unwritten, NULL);
+	written = write_children(c, is_unwritten, NULL, true);
 	foreach(lc, c->created)
 	{
 		DasaCreated *made = lfirst(lc);
@@ -694,6 +752,29 @@ static DasaStatement taken_ids = {
 	.args = {TEXTARRAYOID},
 	.columns = {"id"},
 };
+
+/*
+ * Are the ids of those of children[0..n) not written yet still free (one
+ * probe)? Connected to SPI as the extension owner.
+ */
+bool
+dasa_children_ids_free(DasaCreated **children, int n)
+{
+	List	   *ids = NIL;
+	Datum		args[1];
+	bool		free;
+
+	for (int i = 0; i < n; i++)
+		if (children[i]->unwritten)
+			ids = lappend(ids, children[i]->id);
+	if (ids == NIL)
+		return true;
+	args[0] = dasa_text_array_of_list(ids);
+	reading_around++;
+	free = dasa_run(&taken_ids, args, NULL, 1).n == 0;
+	reading_around--;
+	return free;
+}
 
 /*
  * Before a suspension: are the ids of the children not written yet still

@@ -227,8 +227,8 @@ dasa_recorded_settled(DasaContext *c, const char *id)
 /*
  * What the attempt of c knows of promise id without reading it, as role
  * would read it: true, with *out filled, for a child this attempt created
- * (pending: nobody else can see it yet) or a child that had settled when
- * the attempt began.
+ * (pending: nobody else can see it yet; or resolved, if it ran inside the
+ * attempt) or a child that had settled when the attempt began.
  */
 bool
 dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *out)
@@ -238,10 +238,10 @@ dasa_recorded_read(DasaContext *c, const char *id, Oid role, DasaPromiseRead *ou
 
 	if (fresh != NULL)
 	{
-		out->state = "pending";
-		out->value = NULL;
+		out->state = fresh->made->ran ? "resolved" : "pending";
+		out->value = fresh->made->ran ? fresh->made->value : NULL;
 		out->timeout_at = fresh->made->timeout_at;
-		out->settled_at = 0;
+		out->settled_at = fresh->made->ran ? GetCurrentTimestamp() : 0;
 		return true;
 	}
 	r = dasa_recorded_child(c, id);

@@ -134,6 +134,15 @@ dasa_function_inlines(const char *function)
 	return p != NULL && p->mean_ms <= DASA_BATCH_RUN_MS && !p->no_inline;
 }
 
+/* How long an attempt of function takes here, on average (ms; -1: not known yet). */
+double
+dasa_function_mean_ms(const char *function)
+{
+	Pace	   *p = pace_of(function);
+
+	return p != NULL ? p->mean_ms : -1.0;
+}
+
 void
 dasa_function_inline_failed(const char *function)
 {

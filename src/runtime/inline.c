@@ -178,8 +178,97 @@ run_inline(DasaContext *c, DasaCreated *made)
 	return ran;
 }
 
+/*
+ * A fan-out runs here only if its children are this quick (mean ms): past
+ * that, running them on several executors at once wins over sparing their
+ * claims, commits and the parent's replay.
+ */
+#define INLINE_ALL_MAX_MEAN_MS 1.0
+
+/* Would children[0..n), run one after another, be done in the time the attempt may give them? */
+static bool
+all_fit(DasaCreated **children, int n)
+{
+	const char *function = NULL;
+	double		mean = 0.0,
+				total = 0.0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (function == NULL || strcmp(function, children[i]->function) != 0)
+		{
+			function = children[i]->function;
+			mean = dasa_function_inlines(function) ? dasa_function_mean_ms(function) : -1.0;
+		}
+		if (mean < 0.0 || mean > INLINE_ALL_MAX_MEAN_MS)
+			return false;
+		total += mean;
+	}
+	return GetCurrentTimestamp() + (TimestampTz) (total * 1000.0) < permitted_until;
+}
+
+/*
+ * Run made here and keep its value on it (in c's memory, where the attempt
+ * writes it from); one written meanwhile (a read of the tables) is settled
+ * now. False if it cannot run here or did not return in time.
+ */
+static bool
+run_one_of_all(DasaContext *c, DasaCreated *made)
+{
+	DasaTask	child;
+	Jsonb	   *value = NULL;
+
+	if (GetCurrentTimestamp() >= permitted_until || !child_task(c, made, &child))
+		return false;
+	if (!run_child(c, made, &child, &value) ||
+		(!made->unwritten && !dasa_settle_inline_child(child.id, value, child.version)))
+	{
+		dasa_function_inline_failed(made->function);
+		return false;
+	}
+	made->value = value ? MemoryContextAlloc(c->memory, VARSIZE(value)) : NULL;
+	if (value)
+		memcpy(made->value, value, VARSIZE(value));
+	made->ran = true;
+	return true;
+}
+
+/*
+ * The runner of core/inline.c for a fan-out: run children[0..n), the
+ * attempt's own, one after another, if all of them may and would be done
+ * in time; true if all ran. They are written resolved with the attempt's
+ * other children, in one statement (core/invocations.c).
+ */
+static bool
+run_inline_all(DasaContext *c, DasaCreated **children, int n)
+{
+	DasaUserSave save;
+	MemoryContext each;
+	MemoryContext old;
+	bool		ran;
+
+	if (depth >= MAX_INLINE_DEPTH || !all_fit(children, n))
+		return false;
+	dasa_switch_user(dasa_extension_owner(), &save);
+	SPI_connect();
+	/* What one child's run leaves in memory goes with it (but its value). */
+	each = AllocSetContextCreate(CurrentMemoryContext, "dasa child run inside", ALLOCSET_DEFAULT_SIZES);
+	/* (an id taken beforehand fails the parent when it suspends, as dasa.invoke would) */
+	ran = dasa_children_ids_free(children, n);
+	for (int i = 0; ran && i < n; i++)
+	{
+		old = MemoryContextSwitchTo(each);
+		ran = run_one_of_all(c, children[i]);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(each);
+	}
+	SPI_finish();
+	dasa_restore_user(&save);
+	return ran;
+}
+
 void
 dasa_inline_install(void)
 {
-	dasa_inline_set_runner(run_inline);
+	dasa_inline_set_runner(run_inline, run_inline_all);
 }

@@ -41,6 +41,7 @@ extern void dasa_inline_permit(TimestampTz until);
 
 /* executor.c: what this executor learned of each function */
 extern bool dasa_function_inlines(const char *function);
+extern double dasa_function_mean_ms(const char *function);
 extern void dasa_function_inline_failed(const char *function);
 
 /*
