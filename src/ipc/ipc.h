@@ -23,6 +23,7 @@ typedef struct DasaProcSlot
 	pid_t		pid;			/* 0: nobody */
 	int			procno;
 	TimestampTz last_exit;		/* of a failed exit (delays a restart); 0 if none */
+	bool		left;			/* its last process gave the slot back on a clean exit */
 } DasaProcSlot;
 
 /* One executor of a database, and what it runs now (for dasa.executors). */
@@ -30,6 +31,7 @@ typedef struct DasaExecutor
 {
 	DasaProcSlot slot;
 	pg_atomic_uint32 idle;		/* 1: waiting for work, may be woken */
+	pg_atomic_uint32 on_limited;	/* 1: running an attempt of a function with max_running */
 	bool		leave;			/* the launcher wants its slot for another database */
 	bool		counted;		/* has taken the crash records it found at its start */
 	TimestampTz started_at;		/* of the current task; 0 when none */
@@ -73,6 +75,7 @@ extern DasaDatabase *dasa_databases(void);
 extern DasaDatabase *dasa_database_find(Oid dboid);
 extern DasaDatabase *dasa_database_find_or_add(Oid dboid);
 extern DasaDatabase *dasa_my_database(void);
+extern int	dasa_executors_wanted(DasaDatabase *db);
 extern void dasa_set_launcher_procno(int procno);
 extern DasaProcSlot *dasa_slot_claim(Oid dboid, int executor, DasaDatabase **db);
 extern void dasa_slot_release(DasaProcSlot *slot, int code);

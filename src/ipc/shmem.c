@@ -91,7 +91,10 @@ dasa_shmem_startup(void)
 			pg_atomic_init_u32(&shared->databases[i].external_due, 1);
 			dasa_claim_floor_init(&shared->databases[i].claim_floor);
 			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
+			{
 				pg_atomic_init_u32(&shared->databases[i].executors[e].idle, 0);
+				pg_atomic_init_u32(&shared->databases[i].executors[e].on_limited, 0);
+			}
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -153,6 +156,7 @@ dasa_database_find_or_add(Oid dboid)
 	{
 		db->executors[i].slot = (DasaProcSlot) {.procno = -1};
 		pg_atomic_write_u32(&db->executors[i].idle, 0);
+		pg_atomic_write_u32(&db->executors[i].on_limited, 0);
 		db->executors[i].started_at = 0;
 	}
 	return db;
@@ -198,6 +202,7 @@ dasa_slot_claim(Oid dboid, int executor, DasaDatabase **db)
 		{
 			slot->pid = MyProcPid;
 			slot->procno = MyProc->pgprocno;
+			slot->left = false;
 			claimed = slot;
 		}
 	}
@@ -215,6 +220,7 @@ dasa_slot_release(DasaProcSlot *slot, int code)
 		slot->pid = 0;
 		slot->procno = -1;
 		slot->last_exit = (code == 0) ? 0 : GetCurrentTimestamp();
+		slot->left = (code == 0);
 	}
 	LWLockRelease(shared->databases_lock);
 	dasa_wake_launcher();
@@ -321,6 +327,26 @@ dasa_awaiters_wake(const uint32 *hashes, int nhashes, bool wake_all)
 			dasa_wake_procno(procno);
 	}
 	LWLockRelease(shared->awaiters_lock);
+}
+
+/*
+ * How many executors the database wants now: dasa.executors_per_database,
+ * plus one for each running an attempt of a limited function (max_running),
+ * up to as many again. Such attempts mostly wait (on the rate-limited
+ * service they guard, or for their turn), and a pool sized for the CPU would
+ * otherwise lose an executor to each: the spare keeps the other functions'
+ * pace. A spare leaves once it finds nothing to do and is not wanted.
+ */
+int
+dasa_executors_wanted(DasaDatabase *db)
+{
+	int			base = dasa_executors_per_database;
+	int			spares = 0;
+
+	for (int i = 0; i < DASA_MAX_EXECUTORS; i++)
+		if (db->executors[i].slot.pid != 0 && pg_atomic_read_u32(&db->executors[i].on_limited) == 1)
+			spares++;
+	return Min(base + Min(spares, base), DASA_MAX_EXECUTORS);
 }
 
 /*

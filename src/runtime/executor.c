@@ -41,6 +41,13 @@
  */
 #define BATCH_TARGET_MS 100
 
+/*
+ * An executor the database no longer wants (a spare, or one past a smaller
+ * pool) leaves once it has found nothing to do for this long: a spare is
+ * not stopped and started again between one limited attempt and the next.
+ */
+#define SPARE_LINGER_MS 2000
+
 /* Pause after a batch failed outside any attempt, before trying again. */
 #define RECOVERY_PAUSE_MS 100
 
@@ -48,6 +55,9 @@ static DasaDatabase *my_db = NULL;
 static DasaExecutor *me = NULL;
 static int	my_index = -1;
 static double mean_task_us = 1000.0;	/* running estimate of one task's duration */
+/* This batch's attempts of limited functions: how many, and how long they took (us). */
+static int	limited_ran = 0;
+static double limited_us = 0.0;
 /* Show what runs now, in pg_stat_activity and in dasa.executors(). */
 static void
 show_running(DasaTask *task)
@@ -173,6 +183,20 @@ typedef enum Processed
 } Processed;
 
 /*
+ * This executor runs (or no longer runs) an attempt of a limited function:
+ * the launcher may start a spare meanwhile (dasa_executors_wanted).
+ */
+static void
+mark_on_limited(bool on)
+{
+	if ((pg_atomic_read_u32(&me->on_limited) == 1) == on)
+		return;
+	pg_atomic_write_u32(&me->on_limited, on ? 1 : 0);
+	if (on)
+		dasa_wake_launcher();
+}
+
+/*
  * Run one claimed task (after_others: others ran before it in this batch)
  * and put its outcome into the batch.
  */
@@ -203,7 +227,14 @@ process_task(DasaBatch *batch, DasaTask *task, bool after_others)
 	show_running(task);
 	dasa_crash_record_set(task);
 	dasa_inline_permit(task->crashes > 0 ? 0 : inline_until(task, started, after_others));
+	mark_on_limited(task->max_running > 0);
 	dasa_run_attempt(task, after_others, &attempt);
+	mark_on_limited(false);
+	if (task->max_running > 0)
+	{
+		limited_ran++;
+		limited_us += (double) (GetCurrentTimestamp() - started);
+	}
 	dasa_inline_permit(0);
 	note_run(task->function, started);
 	dasa_crash_record_clear();
@@ -228,7 +259,7 @@ static bool
 asked_to_stop(void)
 {
 	return my_db->stop_requested || my_db->paused_by != 0 || me->leave ||
-		my_index >= dasa_executors_per_database;
+		my_index >= Min(2 * dasa_executors_per_database, DASA_MAX_EXECUTORS);
 }
 
 /*
@@ -252,6 +283,8 @@ run_claimed(DasaBatch *batch, DasaTask *tasks, int n, int done, TimestampTz star
 			*stop = true;		/* the batch has run long enough */
 		else if (position > 0 && tasks[ran].crashes > 0)
 			*stop = true;		/* one that crashed its process before runs alone */
+		else if (tasks[ran].max_running > 0 && limited_us >= DASA_BATCH_RUN_MS * 1000.0)
+			*stop = true;		/* limited work has had its share of this batch */
 		else if (asked_to_stop())
 			*stop = true;		/* DDL waits for this database to be free */
 		else if ((processed = process_task(batch, &tasks[ran], position > 0)) == GAVE_WAY)
@@ -278,12 +311,24 @@ claim_limit(void)
 	return (int) Max(1.0, Min(fit, (double) dasa_executor_batch_size));
 }
 
+/*
+ * Learn the pace from the batch that started then and ran so many tasks.
+ * Attempts of limited functions do not count: they wait their turn (or on
+ * what they guard) at their own pace, and the claims that take them run
+ * them whatever their size; counted, they would shrink every batch of
+ * everything else.
+ */
 static void
 learn_pace(TimestampTz started, int ran)
 {
-	double		per_task = (double) (GetCurrentTimestamp() - started) / Max(ran, 1);
+	double		us = (double) (GetCurrentTimestamp() - started) - limited_us;
+	int			counted = ran - limited_ran;
 
-	mean_task_us = 0.7 * mean_task_us + 0.3 * per_task;
+	limited_ran = 0;
+	limited_us = 0.0;
+	if (counted <= 0)
+		return;
+	mean_task_us = 0.7 * mean_task_us + 0.3 * Max(us, 0.0) / counted;
 }
 
 /*
@@ -339,6 +384,8 @@ run_batch(TimestampTz *next_due)
 			if (n == limit)
 				dasa_wake_idle_executor(my_db);		/* there may be more: get help */
 			dasa_batch_init(&batch, n);
+			limited_ran = 0;
+			limited_us = 0.0;
 			ran = run_claimed(&batch, tasks, n, 0, now, &stop, &unrun_due);
 			dasa_batch_flush(&batch);
 			learn_pace(now, ran);
@@ -352,7 +399,10 @@ run_batch(TimestampTz *next_due)
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	if (unrun_due != DT_NOEND)
+	{
 		dasa_claim_floor_lower(unrun_due);	/* unlocked now: the next claim takes them */
+		dasa_wake_idle_executor(my_db); /* (an idle one may not look before its poll) */
+	}
 	pgstat_report_stat(false);
 	return n;
 }
@@ -395,12 +445,27 @@ run_batch_or_recover(TimestampTz *next_due)
 		RESUME_INTERRUPTS();
 		dasa_crash_record_clear();
 		show_running(NULL);
+		mark_on_limited(false);
 		dasa_claim_floor_lower(0);	/* its claims are pending again */
 		n = 0;
 		*next_due = GetCurrentTimestamp() + RECOVERY_PAUSE_MS * 1000;
 	}
 	PG_END_TRY();
 	return n;
+}
+
+/*
+ * A spare with nothing to do, or one the pool no longer has room for,
+ * leaves: a committing invoker that took its idle flag meanwhile meant to
+ * wake it, so another is woken in its place.
+ */
+static void
+leave_idle(void)
+{
+	uint32		expected = 1;
+
+	if (!pg_atomic_compare_exchange_u32(&me->idle, &expected, 0))
+		dasa_wake_idle_executor(my_db);
 }
 
 /*
@@ -411,6 +476,8 @@ run_batch_or_recover(TimestampTz *next_due)
 static void
 executor_loop(void)
 {
+	TimestampTz unwanted_since = 0;	/* idle, and beyond what the database wants, since */
+
 	for (;;)
 	{
 		TimestampTz next_due = 0;
@@ -425,7 +492,19 @@ executor_loop(void)
 		if (n < 0)
 			return;
 		if (n > 0)
+		{
+			unwanted_since = 0;
 			continue;
+		}
+		if (my_index < dasa_executors_wanted(my_db))
+			unwanted_since = 0;
+		else if (unwanted_since == 0)
+			unwanted_since = GetCurrentTimestamp();
+		else if (TimestampDifferenceExceeds(unwanted_since, GetCurrentTimestamp(), SPARE_LINGER_MS))
+		{
+			leave_idle();
+			return;
+		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms(next_due), PG_WAIT_EXTENSION);
 	}

@@ -148,7 +148,7 @@ executor_running(int i, int e)
 	bool		had = *handle_of(i, 1 + e) != NULL;
 	bool		alive = handle_alive(handle_of(i, 1 + e));
 
-	if (had && !alive && x->pid == 0 && x->last_exit == 0)
+	if (had && !alive && x->pid == 0 && x->last_exit == 0 && !x->left)
 		x->last_exit = GetCurrentTimestamp();	/* died before taking its slot */
 	return alive || x->pid != 0;
 }
@@ -300,6 +300,7 @@ start_if_missing(int i, int level, TimestampTz now, long *wait_ms)
 	else
 	{
 		db->executors[level - 1].slot.last_exit = 0;
+		db->executors[level - 1].slot.left = false;
 		db->executors[level - 1].leave = false;
 	}
 	if (start_process(i, level, db->dboid))
@@ -316,7 +317,7 @@ wants_level(DasaDatabase *db, int level)
 		return false;
 	if (level == 0)
 		return db->installed || db->probe_pending;
-	return db->installed && level - 1 < dasa_executors_per_database;
+	return db->installed && level - 1 < dasa_executors_wanted(db);
 }
 
 static void
@@ -348,18 +349,19 @@ start_missing_workers(void)
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait_ms = -1;
 
-	for (int level = 0; level <= dasa_executors_per_database; level++)
+	for (int level = 0; level <= DASA_MAX_EXECUTORS; level++)
 	{
 		for (int i = 0; i < dasa_max_databases; i++)
 		{
 			if (!wants_level(&dasa_databases()[i], level))
 				continue;
-			if (!start_if_missing(i, level, now, &wait_ms))
-			{
-				make_room(level);
-				report_shortage(level);
-				return wait_ms;
-			}
+			if (start_if_missing(i, level, now, &wait_ms))
+				continue;
+			if (level > dasa_executors_per_database)
+				return wait_ms; /* a spare: nobody gives way for one */
+			make_room(level);
+			report_shortage(level);
+			return wait_ms;
 		}
 	}
 	return wait_ms;

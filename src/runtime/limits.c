@@ -17,7 +17,7 @@
 #include "utils/memutils.h"
 
 /* How long a function found at its limit is passed by in claims. */
-#define PASS_BY_MS 20
+#define PASS_BY_MS 500
 
 /* A function at its limit, passed by until then. */
 typedef struct Full

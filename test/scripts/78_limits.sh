@@ -61,4 +61,25 @@ q $db "ALTER SYSTEM RESET dasa.executors_per_database" >/dev/null
 q $db "SELECT pg_reload_conf()" >/dev/null
 ok "back to 2 executors per database" wait_for 30 $db \
    "SELECT coalesce(max(n), 0) <= 2 FROM (SELECT count(*) n FROM pg_stat_activity WHERE backend_type = 'dasa executor' GROUP BY datname) e"
+# A limited function's attempts mostly wait (on what the limit guards): the
+# database gets a spare executor for each one running, so that the other
+# functions keep their executors; spares leave when that is over.
+executors() { q $db "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = current_database()"; }
+q $db "SELECT count(dasa.invoke('lm_limited', '{\"fn\": \"beside\"}')) FROM generate_series(1, 150)" >/dev/null
+ok "while the limited function runs (2 at once), spares join the 2 executors" wait_for 20 $db \
+   "SELECT count(*) > 2 FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = current_database()"
+q $db "SELECT count(dasa.invoke('lm_free', '{\"fn\": \"free beside\"}')) FROM generate_series(1, 100)" >/dev/null
+ok "all of both finish" wait_for 120 $db "SELECT count(*) = 250 FROM lm_runs WHERE function IN ('beside', 'free beside')"
+# the most runs of the unlimited function that overlapped at one start while the limited one ran
+beside=$(q $db "SELECT coalesce(max(n), 0) FROM (SELECT (SELECT count(*) FROM lm_runs b WHERE b.function = a.function
+                                       AND b.started <= a.started AND b.ended > a.started) n
+                             FROM lm_runs a WHERE a.function = 'free beside'
+                             AND EXISTS (SELECT FROM lm_runs c WHERE c.function = 'beside'
+                                         AND c.started <= a.started AND c.ended > a.started)) x")
+diag "most of the unlimited function running at once while the limited one ran: $beside"
+ok "the unlimited function still ran on 2 executors at once while the limited one ran 2" test "$beside" -ge 2
+is "$(concurrency beside)" 2 "and the limited one never ran more than 2 at once"
+ok "the spares leave once they have nothing to do" wait_for 30 $db \
+   "SELECT count(*) = 2 FROM pg_stat_activity WHERE backend_type = 'dasa executor' AND datname = current_database()"
+diag "executors now: $(executors)"
 done_testing
