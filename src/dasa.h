@@ -19,7 +19,7 @@
 #include "utils/timestamp.h"
 
 /* The version of the SQL objects this library works with. */
-#define DASA_SCHEMA_VERSION "0.9.0"
+#define DASA_SCHEMA_VERSION "0.10.0"
 
 /*
  * The oldest installed version whose objects still fit every statement not

@@ -215,7 +215,7 @@ extern bool dasa_settle_if_expired(const char *id);
 /* tasks.c: the task lifecycle */
 extern bool dasa_task_load(const char *id, DasaTask *task);
 extern int	dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by,
-							 DasaTask **tasks);
+							 bool limited_first, DasaTask **tasks);
 extern List *dasa_tasks_explain_claim(int limit);
 extern TimestampTz dasa_tasks_next_due(TimestampTz now);
 extern void dasa_tasks_complete(int n, char **ids, int *attempts, int64 *versions,

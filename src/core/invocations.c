@@ -65,16 +65,20 @@ dasa_no_tags(void)
 	return empty;
 }
 
+/* Is a task of function f (on queue q) one of a limited function (queued apart: core/tasks.c)? */
+#define LIMITED(f, q) \
+	"(" q " IS NULL AND " f " IN (SELECT name FROM dasa.functions WHERE max_running IS NOT NULL))"
+
 /*
  * An invocation's promise ($1..$8) and its task ($9 function, $10 queue, due
  * at $11, repeating $12, priority $13), unless the id exists.
  */
 static DasaStatement insert_invocation = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = "WITH p AS (INSERT INTO dasa.promises (id, param, tags, timeout_at, created_at, parent_id, root_id, owner) "
 	"  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id) "
-	"INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of, priority)"
-	"  SELECT id, $9, $11, $10, $12, $13 FROM p RETURNING id",
+	"INSERT INTO dasa.tasks (id, function, run_at, queue, rerun_of, priority, limited)"
+	"  SELECT id, $9, $11, $10, $12, $13, " LIMITED("$9", "$10") " FROM p RETURNING id",
 	.args = {TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, TEXTOID, OIDOID,
 	TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, INT2OID},
 	.columns = {"id"},
@@ -392,14 +396,15 @@ dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 	"    CASE WHEN ran THEN 'resolved' ELSE 'pending' END::dasa.promise_state, value," \
 	"    CASE WHEN ran THEN $9 END"
 #define CHILD_TASK_COLUMNS \
-	"INSERT INTO dasa.tasks (id, function, queue, run_at, rerun_of, priority, state, attempt, completed_at)" \
+	"INSERT INTO dasa.tasks (id, function, queue, run_at, rerun_of, priority, state, attempt, completed_at," \
+	"    limited)" \
 	"  SELECT v.id, v.function, v.queue, v.run_at, v.rerun_of, v.priority," \
 	"    CASE WHEN v.ran THEN 'completed' ELSE 'pending' END::dasa.task_state," \
-	"    CASE WHEN v.ran THEN 1 ELSE 0 END, CASE WHEN v.ran THEN $9 END"
+	"    CASE WHEN v.ran THEN 1 ELSE 0 END, CASE WHEN v.ran THEN $9 END, " LIMITED("v.function", "v.queue")
 
 /* Write the promises unless their ids exist, and the tasks of those written: which ids were written. */
 static DasaStatement insert_children = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = "WITH v AS (SELECT * FROM unnest($1::text[], $2::jsonb[], $3::jsonb[], $4::timestamptz[],"
 	"    $5::oid[], $6::boolean[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[],"
 	"    $15::jsonb[], $16::boolean[])"
@@ -426,7 +431,7 @@ static DasaStatement insert_free_child_promises = {
 };
 
 static DasaStatement insert_free_child_tasks = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = CHILD_TASK_COLUMNS
 	"  FROM unnest($1::text[], $7::text[], $8::text[], $12::timestamptz[], $13::text[], $14::int4[],"
 	"    $16::boolean[]) AS v(id, function, queue, run_at, rerun_of, priority, ran)"

@@ -64,12 +64,13 @@
 #define CLAIM_SQL \
 	CLAIM_SELECT \
 	"FROM (SELECT * FROM dasa.tasks" \
-	"  WHERE state = 'pending' AND queue IS NULL AND run_at <= $1 AND run_at >= $3 AND function <> ALL($4)" \
+	"  WHERE state = 'pending' AND queue IS NULL AND NOT limited AND run_at <= $1 AND run_at >= $3" \
+	"    AND function <> ALL($4)" \
 	"  ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t " \
 	CLAIM_PROBES \
 	"ORDER BY t.run_at"
 static DasaStatement claim_tasks = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {TASK_COLUMNS, "promise_locked"},
@@ -81,10 +82,11 @@ static DasaStatement claim_tasks = {
  * They are claimed, and run, before the others.
  */
 static DasaStatement claim_priority_tasks = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = CLAIM_SELECT
 	"FROM (SELECT * FROM dasa.tasks"
-	"  WHERE state = 'pending' AND queue IS NULL AND priority > 0 AND run_at <= $1 AND function <> ALL($4)"
+	"  WHERE state = 'pending' AND queue IS NULL AND priority > 0 AND NOT limited AND run_at <= $1"
+	"    AND function <> ALL($4)"
 	"  ORDER BY priority DESC, run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t "
 	CLAIM_PROBES
 	"ORDER BY t.priority DESC, t.run_at",
@@ -92,9 +94,26 @@ static DasaStatement claim_priority_tasks = {
 	.columns = {TASK_COLUMNS, "promise_locked"},
 };
 
+/*
+ * The same for the tasks of limited functions (registered with max_running):
+ * up to $2 due by $1, through their own index (tasks_limited_due), so that
+ * other claims never step over a backlog waiting for its turn.
+ */
+static DasaStatement claim_limited_tasks = {
+	.since = "0.10.0",
+	.sql = CLAIM_SELECT
+	"FROM (SELECT * FROM dasa.tasks"
+	"  WHERE state = 'pending' AND queue IS NULL AND limited AND run_at <= $1 AND function <> ALL($4)"
+	"  ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED) t "
+	CLAIM_PROBES
+	"ORDER BY t.run_at",
+	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
+	.columns = {TASK_COLUMNS, "promise_locked"},
+};
+
 /* The claim's plan, as it runs (with its buffers): dasa._explain_claim(). */
 static DasaStatement explain_claim = {
-	.since = "0.9.0",
+	.since = "0.10.0",
 	.sql = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " CLAIM_SQL,
 	.args = {TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID, TEXTARRAYOID},
 	.columns = {"QUERY PLAN"},
@@ -124,10 +143,13 @@ static DasaStatement count_crash = {
 	.args = {TEXTOID},
 };
 
-/* When the next pending task after $1 falls due. */
+/* When the next pending task after $1 falls due (each queue read through its own index). */
 static DasaStatement next_due = {
-	.since = "0.5.0",
-	.sql = "SELECT min(run_at) AS next FROM dasa.tasks WHERE state = 'pending' AND queue IS NULL AND run_at > $1",
+	.since = "0.10.0",
+	.sql = "SELECT least((SELECT min(run_at) FROM dasa.tasks"
+	"    WHERE state = 'pending' AND queue IS NULL AND NOT limited AND run_at > $1),"
+	"  (SELECT min(run_at) FROM dasa.tasks WHERE state = 'pending' AND queue IS NULL AND limited AND run_at > $1))"
+	"  AS next",
 	.args = {TIMESTAMPTZOID},
 	.columns = {"next"},
 };
@@ -239,14 +261,31 @@ keep_claimed(const DasaRows *claimed, DasaTask *tasks, int n)
 }
 
 /*
- * Claim up to limit due tasks (locked until commit) for executor claimer
- * (its index); returns how many; functions in passed_by (at their limit of
- * invocations running at once) are passed by. The floor rises to the first one taken:
- * the caller lowers it again for any of them it leaves pending
- * (dasa_claim_floor_lower, after its commit).
+ * How many tasks of limited functions one claim takes at most: their
+ * attempts take turns with everything else, a few per batch.
  */
-int
-dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by, DasaTask **tasks)
+#define LIMITED_PER_CLAIM 10
+
+/* Claim up to limit due tasks of limited functions (see claim_limited_tasks); returns how many. */
+static int
+claim_limited(TimestampTz now, int limit, List *passed_by, DasaTask **tasks)
+{
+	Datum		args[4] = {TimestampTzGetDatum(now), Int32GetDatum(Min(limit, LIMITED_PER_CLAIM)),
+		TimestampTzGetDatum(0), dasa_text_array_of_list(passed_by)};
+	DasaRows	claimed = dasa_run(&claim_limited_tasks, args, NULL, 0);
+
+	*tasks = palloc0(Max(claimed.n, 1) * sizeof(DasaTask));
+	return keep_claimed(&claimed, *tasks, 0);
+}
+
+/*
+ * Claim up to limit due tasks of the other functions, those with a priority
+ * first, for executor claimer (its index); returns how many. The floor
+ * rises to the first one taken: the caller lowers it again for any of them
+ * it leaves pending (dasa_claim_floor_lower, after its commit).
+ */
+static int
+claim_others(int claimer, TimestampTz now, int limit, List *passed_by, DasaTask **tasks)
 {
 	TimestampTz floor = dasa_claim_floor_read(claimer);
 	Datum		args[4] = {TimestampTzGetDatum(now), Int32GetDatum(limit), TimestampTzGetDatum(floor),
@@ -267,6 +306,26 @@ dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by, DasaT
 	if (first.n < (uint64) limit && passed_by == NIL)
 		dasa_claim_floor_raise(claimer, claimed.n > 0 ? dasa_get_timestamp(&claimed, 0, "run_at") : now);
 	return n;
+}
+
+/*
+ * Claim up to limit due tasks (locked until commit) for executor claimer;
+ * returns how many. Functions in passed_by (at their limit of invocations
+ * running at once) are passed by. Limited functions' tasks and the others
+ * are claimed apart, limited_first saying which to try first: the other
+ * kind is claimed only if there is none of the first.
+ */
+int
+dasa_tasks_claim(int claimer, TimestampTz now, int limit, List *passed_by, bool limited_first,
+				 DasaTask **tasks)
+{
+	int			n;
+
+	if (limited_first && (n = claim_limited(now, limit, passed_by, tasks)) > 0)
+		return n;
+	if ((n = claim_others(claimer, now, limit, passed_by, tasks)) > 0 || limited_first)
+		return n;
+	return claim_limited(now, limit, passed_by, tasks);
 }
 
 /* The claim's plan with the buffers it reads, run now (its locks last until commit). */

@@ -43,8 +43,8 @@
 
 /*
  * An executor the database no longer wants (a spare, or one past a smaller
- * pool) leaves once it has found nothing to do for this long: a spare is
- * not stopped and started again between one limited attempt and the next.
+ * pool) leaves once it has not been wanted for this long: a spare is not
+ * stopped and started again between one limited attempt and the next.
  */
 #define SPARE_LINGER_MS 2000
 
@@ -90,6 +90,7 @@ typedef struct Pace
 
 static HTAB *paces = NULL;
 static bool alone_next = false;
+static bool limited_turn = false;
 
 static Pace *
 pace_of(const char *function)
@@ -362,17 +363,20 @@ run_batch(TimestampTz *next_due)
 		bool		stop = false;
 
 		alone_next = false;
-		n = dasa_tasks_claim(my_index, now, limit, dasa_limit_passed_by(), &tasks);
+		n = dasa_tasks_claim(my_index, now, limit, dasa_limit_passed_by(), limited_turn, &tasks);
+		limited_turn = !limited_turn;	/* limited functions' tasks and the others take turns */
 		if (n > 0 && !dasa_origin_runnable())
 		{
 			unrun_due = tasks[0].run_at;
 			n = 0;				/* a paused copy, or a restore going on: leave them */
 		}
-		if (n > 1 && !runs_quickly(tasks[0].function))
+		if (n > 1 && tasks[0].max_running == 0 && !runs_quickly(tasks[0].function))
 		{
 			/*
 			 * Not known to be quick: it runs alone in the next batch, so
 			 * that it holds none of these back; another executor takes them.
+			 * (A claim of limited functions' tasks holds only a few of
+			 * those, and its batch stops once they had their share.)
 			 */
 			alone_next = true;
 			unrun_due = tasks[0].run_at;
@@ -455,9 +459,9 @@ run_batch_or_recover(TimestampTz *next_due)
 }
 
 /*
- * A spare with nothing to do, or one the pool no longer has room for,
- * leaves: a committing invoker that took its idle flag meanwhile meant to
- * wake it, so another is woken in its place.
+ * A spare no longer wanted, or one the pool no longer has room for, leaves
+ * (between batches): a committing invoker that took its idle flag
+ * meanwhile meant to wake it, so another is woken in its place.
  */
 static void
 leave_idle(void)
@@ -491,11 +495,6 @@ executor_loop(void)
 		n = run_batch_or_recover(&next_due);
 		if (n < 0)
 			return;
-		if (n > 0)
-		{
-			unwanted_since = 0;
-			continue;
-		}
 		if (my_index < dasa_executors_wanted(my_db))
 			unwanted_since = 0;
 		else if (unwanted_since == 0)
@@ -505,6 +504,8 @@ executor_loop(void)
 			leave_idle();
 			return;
 		}
+		if (n > 0)
+			continue;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms(next_due), PG_WAIT_EXTENSION);
 	}

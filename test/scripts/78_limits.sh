@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Concurrency limits: a function registered with max_running => 2 never has
 # more than 2 invocations running at once across 4 executors (200 of them,
-# 20 ms each), while an unlimited one of the same kind runs on more; all
-# finish; a limited function's child is never run inside its parent (which
+# 20 ms each), while an unlimited one of the same kind runs on more; one
+# limited to 5 reaches 5 (spare executors join while limited attempts run);
+# all finish; a limited function's child is never run inside its parent (which
 # would bypass the limit); bad limits are refused (22023).
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
@@ -53,9 +54,29 @@ diag "most running at once: limited $limited, unlimited $free"
 is "$limited" 2 "the limited function never ran more than 2 at once (and did run 2)"
 ok "the unlimited one ran on more executors at once ($free)" test "$free" -gt 2
 
+# A limit above the number of executors: spares join while they run it.
+q $db "SELECT count(*) FROM (SELECT dasa.register('lm_five', 'lm_work(jsonb)', max_running => 5)) r" >/dev/null
+q $db "SELECT count(dasa.invoke('lm_five', '{\"fn\": \"five\"}')) FROM generate_series(1, 200)" >/dev/null
+ok "then 200 of a function limited to 5" wait_for 120 $db "SELECT count(*) = 200 FROM lm_runs WHERE function = 'five'"
+five=$(concurrency five)
+diag "most of the function limited to 5 running at once with 4 executors: $five"
+is "$five" 5 "it never ran more than 5 at once, and did run 5 (4 executors and the spares they brought)"
+
 is "$(q $db "CALL dasa.call('lm_chain', '{}', 'lm-chain')")" 5 "a chain of limited steps finishes"
 is "$(q $db "SELECT count(*) FROM dasa.tasks WHERE id LIKE 'lm-chain.%' AND started_at IS NOT NULL AND executor_pid IS NOT NULL")" 5 \
    "each step ran as an invocation of its own (never inside its parent, past the limit)"
+
+is "$(q $db "SELECT bool_and(limited) FILTER (WHERE function IN ('lm_limited', 'lm_five')) || ' '
+             || bool_or(limited) FILTER (WHERE function NOT IN ('lm_limited', 'lm_five')) FROM dasa.tasks")" "true false" \
+   "the limited functions' tasks (children included) wait in their own queue, the others' do not"
+q $db "SELECT count(*) FROM (SELECT dasa.register('lm_unlimited_later', 'lm_work(jsonb)', max_running => 1)) r;
+       SELECT count(dasa.invoke('lm_unlimited_later', '{\"fn\": \"later\"}', start_at => now() + interval '2 seconds'))
+       FROM generate_series(1, 5)" >/dev/null
+is "$(q $db "SELECT scheduled FROM dasa.stats() WHERE function = 'lm_unlimited_later'")" 5 \
+   "dasa.stats counts the tasks waiting in the limited queue"
+q $db "SELECT count(*) FROM (SELECT dasa.register('lm_unlimited_later', 'lm_work(jsonb)')) r" >/dev/null
+ok "tasks queued apart while their function was limited still run once it no longer is" wait_for 30 $db \
+   "SELECT count(*) = 5 FROM lm_runs WHERE function = 'later'"
 
 q $db "ALTER SYSTEM RESET dasa.executors_per_database" >/dev/null
 q $db "SELECT pg_reload_conf()" >/dev/null
