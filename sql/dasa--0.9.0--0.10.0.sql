@@ -98,3 +98,152 @@ AS $$
     WHERE (SELECT ok FROM allowed)
     ORDER BY 1
 $$;
+
+-- A promise due at a given time (the Resonate protocol's timeoutAt): as
+-- dasa.create_promise, the deadline a time instead of a length; one already
+-- past is created at its deadline and reads as timed out (or resolved, for
+-- a timer) at once.
+CREATE FUNCTION dasa._create_promise_at(id text, timeout_at timestamptz, param jsonb DEFAULT NULL,
+                                        tags jsonb DEFAULT '{}')
+RETURNS dasa.promises
+AS 'MODULE_PATHNAME', 'dasa_create_promise_at'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa._create_promise_at(text, timestamptz, jsonb, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa._create_promise_at(text, timestamptz, jsonb, jsonb) TO dasa_user;
+
+-- The Resonate protocol (in progress: its promise kinds). Resonate promises
+-- are dasa's promises: the same rows, the same owners and rules.
+CREATE SCHEMA resonate;
+COMMENT ON SCHEMA resonate IS 'The Resonate protocol over dasa''s promises (so far: promise.get, promise.create, promise.settle).';
+GRANT USAGE ON SCHEMA resonate TO dasa_user;
+
+-- A time as the protocol writes it: milliseconds since the Unix epoch.
+CREATE FUNCTION resonate._ms(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT round(extract(epoch FROM t) * 1000)::bigint $$;
+
+-- A promise as the protocol's record: optional fields left out, not null.
+CREATE FUNCTION resonate._record(p dasa.promises) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'id', p.id, 'state', p.state::text, 'param', coalesce(p.param, '{}'),
+        'value', CASE WHEN p.state <> 'pending' THEN coalesce(p.value, '{}') ELSE '{}' END,
+        'tags', p.tags, 'timeoutAt', resonate._ms(p.timeout_at), 'createdAt', resonate._ms(p.created_at))
+        || CASE WHEN p.settled_at IS NULL THEN '{}'
+                ELSE jsonb_build_object('settledAt', resonate._ms(p.settled_at)) END
+$$;
+
+-- The response to req: its kind, its corrId and version echoed, status, data.
+CREATE FUNCTION resonate._reply(req jsonb, status integer, data jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object('kind', req->'kind',
+                              'head', jsonb_build_object('corrId', req->'head'->'corrId', 'status', status,
+                                                         'version', req->'head'->'version'),
+                              'data', data)
+$$;
+
+CREATE FUNCTION resonate._error(req jsonb, status integer, message text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT resonate._reply(req, status, to_jsonb(message)) $$;
+
+-- The promise id as the caller may see it, or NULL.
+CREATE FUNCTION resonate._visible(id text) RETURNS dasa.promises
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN dasa.get_promise(id);
+EXCEPTION WHEN no_data_found THEN
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION resonate._promise_create(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := req->'data';
+BEGIN
+    IF jsonb_typeof(d->'id') IS DISTINCT FROM 'string' OR jsonb_typeof(d->'timeoutAt') IS DISTINCT FROM 'number'
+       OR jsonb_typeof(coalesce(d->'param', '{}')) <> 'object' OR jsonb_typeof(coalesce(d->'tags', '{}')) <> 'object' THEN
+        RETURN resonate._error(req, 400, 'promise.create needs id (string), timeoutAt (number), param and tags (objects)');
+    END IF;
+    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(
+        dasa._create_promise_at(d->>'id', to_timestamp((d->>'timeoutAt')::numeric / 1000),
+                                coalesce(d->'param', '{}'), coalesce(d->'tags', '{}')))));
+END $$;
+
+CREATE FUNCTION resonate._promise_settle(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := req->'data';
+    id text := d->>'id';
+    v jsonb := coalesce(d->'value', '{}');
+    p dasa.promises;
+BEGIN
+    IF jsonb_typeof(d->'id') IS DISTINCT FROM 'string'
+       OR d->>'state' IS NULL OR d->>'state' NOT IN ('resolved', 'rejected', 'rejected_canceled') THEN
+        RETURN resonate._error(req, 400, 'promise.settle needs id (string) and state (resolved, rejected or rejected_canceled)');
+    END IF;
+    IF resonate._visible(id) IS NULL THEN
+        RETURN resonate._error(req, 404, 'Promise not found');
+    END IF;
+    p := CASE d->>'state' WHEN 'resolved' THEN dasa.resolve(id, v)
+                          WHEN 'rejected' THEN dasa.reject(id, v)
+                          ELSE dasa.cancel(id, v) END;
+    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(p)));
+END $$;
+
+-- One request of the protocol in, its response out (see docs/resonate-protocol.md).
+CREATE FUNCTION resonate.resonate_rpc(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p dasa.promises;
+BEGIN
+    IF jsonb_typeof(req) IS DISTINCT FROM 'object' OR jsonb_typeof(req->'kind') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(req->'data') IS DISTINCT FROM 'object' THEN
+        RETURN resonate._error(req, 400, 'A request is an object with a kind (string) and data (object)');
+    END IF;
+    CASE req->>'kind'
+    WHEN 'promise.get' THEN
+        IF jsonb_typeof(req->'data'->'id') IS DISTINCT FROM 'string' THEN
+            RETURN resonate._error(req, 400, 'promise.get needs id (string)');
+        END IF;
+        p := resonate._visible(req->'data'->>'id');
+        IF p IS NULL THEN
+            RETURN resonate._error(req, 404, 'Promise not found');
+        END IF;
+        RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(p)));
+    WHEN 'promise.create' THEN
+        RETURN resonate._promise_create(req);
+    WHEN 'promise.settle' THEN
+        RETURN resonate._promise_settle(req);
+    WHEN 'promise.search', 'task.search', 'schedule.search' THEN
+        RETURN resonate._error(req, 501, 'Not implemented');
+    ELSE
+        RETURN resonate._error(req, 400, format('Unknown request kind: %s', req->>'kind'));
+    END CASE;
+END $$;
+
+-- The channel to LISTEN on for an address (poll://any@group, poll://uni@group/pid).
+CREATE FUNCTION resonate.outbox_channel(address text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT 'resonate_' || md5(address) $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA resonate FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION resonate.resonate_rpc(jsonb), resonate.outbox_channel(text) TO dasa_user;
+GRANT EXECUTE ON FUNCTION resonate._ms(timestamptz), resonate._record(dasa.promises), resonate._reply(jsonb, integer, jsonb),
+    resonate._error(jsonb, integer, text), resonate._visible(text), resonate._promise_create(jsonb),
+    resonate._promise_settle(jsonb) TO dasa_user;

@@ -14,19 +14,20 @@
 #include "utils/builtins.h"
 
 PG_FUNCTION_INFO_V1(dasa_create_promise);
+PG_FUNCTION_INFO_V1(dasa_create_promise_at);
 PG_FUNCTION_INFO_V1(dasa_get_promise);
 PG_FUNCTION_INFO_V1(dasa_resolve);
 PG_FUNCTION_INFO_V1(dasa_reject);
 PG_FUNCTION_INFO_V1(dasa_cancel);
 
-/* dasa.create_promise(id, timeout, param, tags): idempotent on id. */
-Datum
-dasa_create_promise(PG_FUNCTION_ARGS)
+/*
+ * Create promise id (the arguments from 2 on: param, tags) due at
+ * timeout_at, created at now; idempotent on id.
+ */
+static Datum
+create_promise(FunctionCallInfo fcinfo, char *id, TimestampTz timeout_at, TimestampTz now)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
-	char	   *id = dasa_check_id(fcinfo, 0);
-	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz timeout_at = dasa_check_timeout(fcinfo, 1, "timeout", now);
 	Jsonb	   *param = dasa_check_optional_payload(fcinfo, 2, "param");
 	Jsonb	   *tags = dasa_check_tags(fcinfo, 3);
 	DasaContext *parent = dasa_context();
@@ -51,7 +52,44 @@ dasa_create_promise(PG_FUNCTION_ARGS)
 	dasa_restore_user(&save);
 	if (inserted)
 		result = dasa_new_promise_datum(fcinfo, id, param, tags, timeout_at, now, caller, parent);
-	PG_RETURN_DATUM(result);
+	return result;
+}
+
+/* dasa.create_promise(id, timeout, param, tags): idempotent on id. */
+Datum
+dasa_create_promise(PG_FUNCTION_ARGS)
+{
+	char	   *id = dasa_check_id(fcinfo, 0);
+	TimestampTz now = GetCurrentTimestamp();
+
+	PG_RETURN_DATUM(create_promise(fcinfo, id, dasa_check_timeout(fcinfo, 1, "timeout", now), now));
+}
+
+/*
+ * dasa._create_promise_at(id, timeout_at, param, tags): the same with the
+ * deadline given as a time (the Resonate protocol's timeoutAt). A deadline
+ * already past makes a promise created at its deadline, read as timed out
+ * (or resolved, for a timer) from the start.
+ */
+Datum
+dasa_create_promise_at(PG_FUNCTION_ARGS)
+{
+	char	   *id = dasa_check_id(fcinfo, 0);
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz timeout_at;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timeout_at must not be NULL"),
+				 errhint("Pass the time the promise times out at.")));
+	timeout_at = PG_GETARG_TIMESTAMPTZ(1);
+	if (TIMESTAMP_NOT_FINITE(timeout_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout_at must be a finite time"),
+				 errhint("Pass the time the promise times out at.")));
+	PG_RETURN_DATUM(create_promise(fcinfo, id, timeout_at, Min(now, timeout_at)));
 }
 
 /* dasa.get_promise(id): the promise as it reads now; error if unknown. */
