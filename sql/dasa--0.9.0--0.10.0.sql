@@ -115,7 +115,7 @@ GRANT EXECUTE ON FUNCTION dasa._create_promise_at(text, timestamptz, jsonb, json
 -- The Resonate protocol (in progress: its promise kinds). Resonate promises
 -- are dasa's promises: the same rows, the same owners and rules.
 CREATE SCHEMA resonate;
-COMMENT ON SCHEMA resonate IS 'The Resonate protocol over dasa''s promises (so far: promise.get, promise.create, promise.settle).';
+COMMENT ON SCHEMA resonate IS 'The Resonate protocol over dasa''s promises (so far: promise.get, promise.create, promise.settle, promise.register_listener).';
 GRANT USAGE ON SCHEMA resonate TO dasa_user;
 
 -- A time as the protocol writes it: milliseconds since the Unix epoch.
@@ -229,6 +229,8 @@ BEGIN
         RETURN resonate._promise_create(req);
     WHEN 'promise.settle' THEN
         RETURN resonate._promise_settle(req);
+    WHEN 'promise.register_listener' THEN
+        RETURN resonate._promise_register_listener(req);
     WHEN 'promise.search', 'task.search', 'schedule.search' THEN
         RETURN resonate._error(req, 501, 'Not implemented');
     ELSE
@@ -236,13 +238,92 @@ BEGIN
     END CASE;
 END $$;
 
+-- The outbox: messages for Resonate processes, by address, taken by
+-- dequeue_unblock (and dequeue_execute, to come) with SKIP LOCKED; each
+-- belongs to the owner of its promise, and only roles that may see that
+-- owner's work take it.
+CREATE TABLE resonate.outbox (
+    id      bigserial PRIMARY KEY,
+    address text NOT NULL,
+    kind    text NOT NULL CHECK (kind IN ('execute', 'unblock')),
+    task_id text COLLATE "C",
+    version integer,
+    promise jsonb,
+    owner   regrole NOT NULL
+);
+CREATE INDEX outbox_address ON resonate.outbox (address, kind, id);
+REVOKE ALL ON resonate.outbox FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('resonate.outbox', '');
+SELECT pg_catalog.pg_extension_config_dump('resonate.outbox_id_seq', '');
+
+-- A Resonate listener is a dasa listener with an address: the settling
+-- commit puts an unblock message for it in the outbox (core/listeners.c).
+ALTER TABLE dasa.listeners ADD COLUMN address text;
+
+CREATE FUNCTION dasa._listen_at(id text, address text, channel text)
+RETURNS dasa.promises
+AS 'MODULE_PATHNAME', 'dasa_listen_at'
+LANGUAGE C VOLATILE
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa._listen_at(text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa._listen_at(text, text, text) TO dasa_user;
+
 -- The channel to LISTEN on for an address (poll://any@group, poll://uni@group/pid).
 CREATE FUNCTION resonate.outbox_channel(address text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT 'resonate_' || md5(address) $$;
 
+CREATE FUNCTION resonate._promise_register_listener(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := req->'data';
+    p dasa.promises;
+BEGIN
+    IF jsonb_typeof(d->'awaited') IS DISTINCT FROM 'string' OR jsonb_typeof(d->'address') IS DISTINCT FROM 'string' THEN
+        RETURN resonate._error(req, 400, 'promise.register_listener needs awaited and address (strings)');
+    END IF;
+    p := resonate._visible(d->>'awaited');
+    IF p IS NULL THEN
+        RETURN resonate._error(req, 404, 'Promise not found');
+    END IF;
+    -- only a promise somebody outside the awaiting process settles can be listened to
+    IF NOT coalesce(p.tags->>'resonate:scope' = 'global' OR p.tags->>'resonate:external' = 'true'
+                    OR p.tags ? 'resonate:target' OR p.tags->>'resonate:timer' = 'true', false) THEN
+        RETURN resonate._error(req, 422, 'Awaited promise is not awaitable');
+    END IF;
+    p := dasa._listen_at(d->>'awaited', d->>'address', resonate.outbox_channel(d->>'address'));
+    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(p)));
+END $$;
+
+-- Take up to "limit" unblock messages for address that viewer may see.
+CREATE FUNCTION resonate._dequeue_unblock(address text, "limit" integer, viewer regrole)
+RETURNS TABLE (promise jsonb)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM resonate.outbox o
+    WHERE o.id IN (SELECT x.id FROM resonate.outbox x
+                   WHERE x.address = _dequeue_unblock.address AND x.kind = 'unblock'
+                     AND dasa._may_see_as(x.owner, viewer) AND pg_has_role(session_user, viewer, 'MEMBER')
+                   ORDER BY x.id LIMIT greatest(_dequeue_unblock."limit", 0) FOR UPDATE SKIP LOCKED)
+    RETURNING o.promise
+$$;
+
+-- Take (delete) up to "limit" unblock messages for address: the records of
+-- promises it listened to that have settled. At least once: a process that
+-- dies after taking them listens again and reads the promises.
+CREATE FUNCTION resonate.dequeue_unblock(address text, "limit" integer)
+RETURNS TABLE (promise jsonb)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM resonate._dequeue_unblock(address, "limit", current_user::regrole) $$;
+
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA resonate FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION resonate.dequeue_unblock(text, integer), resonate._dequeue_unblock(text, integer, regrole),
+    resonate._promise_register_listener(jsonb) TO dasa_user;
 GRANT EXECUTE ON FUNCTION resonate.resonate_rpc(jsonb), resonate.outbox_channel(text) TO dasa_user;
 GRANT EXECUTE ON FUNCTION resonate._ms(timestamptz), resonate._record(dasa.promises), resonate._reply(jsonb, integer, jsonb),
     resonate._error(jsonb, integer, text), resonate._visible(text), resonate._promise_create(jsonb),

@@ -237,6 +237,7 @@ extern bool dasa_promise_mark_awaited(const char *id);
 
 /* listeners.c: channels notified when a promise settles */
 extern void dasa_listener_add(const char *id, const char *channel);
+extern void dasa_listener_add_address(const char *id, const char *channel, const char *address);
 extern void dasa_listeners_fire(List *ids);
 
 /* invocations.c */

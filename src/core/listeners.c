@@ -20,9 +20,24 @@ static DasaStatement add_listener = {
 	.args = {TEXTOID, TEXTOID},
 };
 
+static DasaStatement add_address_listener = {
+	.since = "0.10.0",
+	.sql = "INSERT INTO dasa.listeners (promise_id, channel, address) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+	.args = {TEXTOID, TEXTOID, TEXTOID},
+};
+
+/*
+ * Take the listeners of the settled promises $1; those with a Resonate
+ * address get an unblock message with the promise's record in the outbox.
+ */
 static DasaStatement take_listeners = {
-	.since = "0.5.0",
-	.sql = "DELETE FROM dasa.listeners WHERE promise_id = ANY($1) RETURNING promise_id, channel",
+	.since = "0.10.0",
+	.sql = "WITH taken AS (DELETE FROM dasa.listeners WHERE promise_id = ANY($1)"
+	"    RETURNING promise_id, channel, address),"
+	"  unblocks AS (INSERT INTO resonate.outbox (address, kind, promise, owner)"
+	"    SELECT t.address, 'unblock', resonate._record(p), p.owner"
+	"    FROM taken t JOIN dasa.promises p ON p.id = t.promise_id WHERE t.address IS NOT NULL) "
+	"SELECT promise_id, channel FROM taken",
 	.args = {TEXTARRAYOID},
 	.columns = {"promise_id", "channel"},
 };
@@ -38,6 +53,20 @@ dasa_listener_add(const char *id, const char *channel)
 		(void) dasa_run(&add_listener, args, NULL, 0);
 	else
 		Async_Notify(channel, id);
+}
+
+/*
+ * A Resonate listener: when id settles, an unblock message for address (and
+ * a NOTIFY of channel, at commit). Nothing if it has settled already.
+ */
+void
+dasa_listener_add_address(const char *id, const char *channel, const char *address)
+{
+	Datum		args[3] = {CStringGetTextDatum(id), CStringGetTextDatum(channel), CStringGetTextDatum(address)};
+
+	(void) dasa_settle_if_expired(id);
+	if (dasa_promise_mark_awaited(id))
+		(void) dasa_run(&add_address_listener, args, NULL, 0);
 }
 
 /* The settled promises ids (awaited ones) notify their listeners at commit. */

@@ -56,10 +56,11 @@ is "$(field "$(rpc rs_a promise.settle c9 '{"id": "rs-none", "state": "resolved"
    "settling an unknown id is 404"
 is "$(field "$(rpc rs_a promise.settle c9 '{"id": "rs-2", "state": "done"}')" head,status)" 400 "a bad state is 400"
 
-r=$(rpc rs_a promise.create c10 '{"id": "rs-timer", "timeoutAt": 1000, "param": {}, "tags": {"resonate:timer": "true"}}')
-is "$(field "$r" data,promise,state) $(field "$r" data,promise,createdAt) $(field "$r" data,promise,settledAt)" "resolved 1000 1000" \
+past=$(q $db "SELECT round(extract(epoch FROM now() - interval '1 minute') * 1000)::bigint")
+r=$(rpc rs_a promise.create c10 "{\"id\": \"rs-timer\", \"timeoutAt\": $past, \"param\": {}, \"tags\": {\"resonate:timer\": \"true\"}}")
+is "$(field "$r" data,promise,state) $(field "$r" data,promise,createdAt) $(field "$r" data,promise,settledAt)" "resolved $past $past" \
    "a timer created past its deadline is resolved, created and settled at its deadline"
-r=$(rpc rs_a promise.create c11 '{"id": "rs-late", "timeoutAt": 1000, "param": {}, "tags": {}}')
+r=$(rpc rs_a promise.create c11 "{\"id\": \"rs-late\", \"timeoutAt\": $past, \"param\": {}, \"tags\": {}}")
 is "$(field "$r" data,promise,state) $(field "$r" data,promise,value)" "rejected_timedout {}" \
    "any other promise created past its deadline is timed out"
 
@@ -67,6 +68,31 @@ is "$(field "$(rpc rs_b promise.get c12 '{"id": "rs-1"}')" head,status)" 404 "an
 is "$(field "$(rpc rs_a promise.search c13 '{}')" head,status)" 501 "promise.search is not implemented (501, as the reference)"
 is "$(field "$(rpc rs_a no.such c14 '{}')" head,status)" 400 "an unknown kind is 400"
 is "$(field "$(rpc rs_a promise.create c15 '{"id": 7}')" head,status)" 400 "a malformed request is 400"
+
+# Listeners: the settling commit leaves an unblock message in the outbox of the address.
+addr='poll://uni@default/p1'
+dequeue() { psql -XAtq -v ON_ERROR_STOP=1 -U "$1" -d $db -c "SELECT count(*) || ' ' || coalesce(string_agg((promise->>'id') || ':' || (promise->>'state'), ',' ORDER BY promise->>'id'), '')
+                                                                FROM resonate.dequeue_unblock('$addr', 100)"; }
+rpc rs_a promise.create c20 "{\"id\": \"rs-ext\", \"timeoutAt\": $far, \"param\": {}, \"tags\": {\"resonate:scope\": \"global\"}}" >/dev/null
+r=$(rpc rs_a promise.register_listener c21 "{\"awaited\": \"rs-ext\", \"address\": \"$addr\"}")
+is "$(field "$r" head,status) $(field "$r" data,promise,state)" "200 pending" "promise.register_listener on a pending global promise: 200"
+rpc rs_a promise.register_listener c22 "{\"awaited\": \"rs-ext\", \"address\": \"$addr\"}" >/dev/null
+is "$(dequeue rs_a)" "0 " "nothing in the outbox while it is pending"
+psql -XAtq -U rs_a -d $db -c "SELECT count(*) FROM dasa.resolve('rs-ext', '{\"data\": \"b2s=\"}')" >/dev/null
+is "$(dequeue rs_b)" "0 " "another role does not take the message"
+is "$(dequeue rs_a)" "1 rs-ext:resolved" "resolved from SQL, one unblock message with its record (listening twice is once)"
+is "$(dequeue rs_a)" "0 " "taken once"
+is "$(field "$(rpc rs_a promise.register_listener c23 '{"awaited": "rs-1", "address": "x"}')" head,status)" 422 \
+   "a promise without a scope, target, timer or external tag cannot be listened to (422)"
+is "$(field "$(rpc rs_a promise.register_listener c24 '{"awaited": "rs-none", "address": "x"}')" head,status)" 404 "an unknown one is 404"
+r=$(rpc rs_a promise.register_listener c25 "{\"awaited\": \"rs-timer\", \"address\": \"$addr\"}")
+is "$(field "$r" head,status) $(field "$r" data,promise,state) $(dequeue rs_a)" "200 resolved 0 " \
+   "listening to a settled promise answers its record and sends nothing"
+soon=$(q $db "SELECT round(extract(epoch FROM now() + interval '1 second') * 1000)::bigint")
+rpc rs_a promise.create c26 "{\"id\": \"rs-soon\", \"timeoutAt\": $soon, \"param\": {}, \"tags\": {\"resonate:target\": \"poll://any@default\"}}" >/dev/null
+rpc rs_a promise.register_listener c27 "{\"awaited\": \"rs-soon\", \"address\": \"$addr\"}" >/dev/null
+ok "a listened promise timed out by the worker (no client) leaves its unblock message" wait_for 20 $db \
+   "SELECT count(*) = 1 FROM resonate.outbox WHERE address = '$addr' AND promise->>'id' = 'rs-soon' AND promise->>'state' = 'rejected_timedout'"
 
 ch=$(q $db "SELECT resonate.outbox_channel('poll://any@default')")
 ok "outbox_channel gives a channel name that LISTEN accepts (at most 63 bytes)" test "${#ch}" -le 63
