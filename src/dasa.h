@@ -19,7 +19,7 @@
 #include "utils/timestamp.h"
 
 /* The version of the SQL objects this library works with. */
-#define DASA_SCHEMA_VERSION "0.10.0"
+#define DASA_SCHEMA_VERSION "0.11.0"
 
 /*
  * The oldest installed version whose objects still fit every statement not
@@ -57,6 +57,7 @@ extern int	dasa_executors_per_database;
 extern int	dasa_executor_batch_size;
 extern int	dasa_executor_poll_ms;
 extern int	dasa_retention_s;
+extern int	dasa_resonate_retry_ms;
 extern void dasa_define_settings(void);
 
 #endif							/* DASA_H */

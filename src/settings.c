@@ -19,6 +19,7 @@ int			dasa_executors_per_database = 2;
 int			dasa_executor_batch_size = 1000;
 int			dasa_executor_poll_ms = 1000;
 int			dasa_retention_s = 7 * 24 * 3600;
+int			dasa_resonate_retry_ms = 30 * 1000;
 
 /* Define every dasa.* setting; called once from _PG_init. */
 void
@@ -77,6 +78,12 @@ dasa_define_settings(void)
 							"0 keeps everything. The dasa worker of each database removes it in short transactions; dasa.purge does it on demand.",
 							&dasa_retention_s, 7 * 24 * 3600, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("dasa.resonate_retry_timeout",
+							"How long a pending Resonate task waits before its execute message is sent again.",
+							"Also the wait after a task is released or its lease runs out, and after it is resumed.",
+							&dasa_resonate_retry_ms, 30 * 1000, 10, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dasa");
 }

@@ -16,6 +16,7 @@ port=55432
 mkdir -p "$work/suite"
 cp -r "$root/test" "$root/expected" "$root/scripts" "$root/src" "$root/README.md" "$work/suite/"
 [ -d "$root/examples" ] && cp -r "$root/examples" "$work/suite/"
+rm -rf "$work/suite/test/resonate/node_modules"	# (a developer's; the test installs its own)
 [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$work"
 
 dasa_cluster_init "$work" "$port" \

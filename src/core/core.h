@@ -17,6 +17,7 @@
  *   origin.c     where the state was recorded: copies and restores
  *   external.c   external workers: claims, leases, heartbeats, notifications
  *   listeners.c  channels notified when a promise settles
+ *   resonate.c   the Resonate protocol's tasks: their cascade and timers
  *   sweep.c      which promises have expired, and the next deadline
  *   cron.c       cron expressions and their next firing (no table access)
  *   schedules.c  schedules, and their firings as invocations
@@ -239,6 +240,11 @@ extern bool dasa_promise_mark_awaited(const char *id);
 extern void dasa_listener_add(const char *id, const char *channel);
 extern void dasa_listener_add_address(const char *id, const char *channel, const char *address);
 extern void dasa_listeners_fire(List *ids);
+
+/* resonate.c: the Resonate protocol's tasks */
+extern void dasa_resonate_settled(List *ids);
+extern int	dasa_resonate_fire_timers(TimestampTz now, int batch);
+extern TimestampTz dasa_resonate_next_timer(TimestampTz now, TimestampTz until);
 
 /* invocations.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,

@@ -195,6 +195,7 @@ settle_owned(int n, char **ids, const char *state, Jsonb **values, bool deadline
 	{
 		dasa_callbacks_fire(after.awaited, after.parents);
 		dasa_listeners_fire(after.awaited);
+		dasa_resonate_settled(after.awaited);
 	}
 	return settled;
 }

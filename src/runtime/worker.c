@@ -29,6 +29,7 @@
 
 #define SWEEP_BATCH 1000
 #define SCHEDULE_BATCH 100
+#define TIMER_BATCH 1000
 
 static DasaDatabase *my_db = NULL;
 
@@ -136,6 +137,7 @@ run_cycle(void)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next;
 	int			fired;
+	int			timers;
 	static bool enqueued = false;	/* kept until a cycle serves external workers */
 
 	enqueued |= pg_atomic_exchange_u32(&my_db->external_due, 0) != 0;
@@ -163,11 +165,14 @@ run_cycle(void)
 	fired = dasa_schedules_fire(now, SCHEDULE_BATCH);
 	serve_external_workers(now, enqueued);
 	enqueued = false;
-	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH || fired == SCHEDULE_BATCH)
+	timers = dasa_resonate_fire_timers(now, TIMER_BATCH);
+	if (dasa_sweep_expired(now, SWEEP_BATCH) == SWEEP_BATCH || fired == SCHEDULE_BATCH ||
+		timers == TIMER_BATCH)
 		next = now;
 	else
-		next = earlier(dasa_next_deadline(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000),
-					   dasa_schedules_next());
+		next = earlier(earlier(dasa_next_deadline(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000),
+							   dasa_schedules_next()),
+					   dasa_resonate_next_timer(now, now + (TimestampTz) dasa_sweep_interval_ms * 1000));
 	end_cycle();
 	return next;
 }

@@ -82,6 +82,13 @@ dasa_installed_version(void)
 	return installed();
 }
 
+/* Are the SQL objects of version since installed here (this or a later version)? */
+bool
+dasa_schema_has(const char *since)
+{
+	return version_number(installed()) >= version_number(since);
+}
+
 /* Is dasa installed here, and at the version this library works with? */
 DasaSchema
 dasa_schema(void)

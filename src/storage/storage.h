@@ -71,6 +71,7 @@ typedef enum DasaSchema
 
 extern DasaSchema dasa_schema(void);
 extern const char *dasa_installed_version(void);
+extern bool dasa_schema_has(const char *since);
 extern void dasa_require_schema(const char *since);
 
 /* roles.c: whose privileges code runs with */
