@@ -544,29 +544,39 @@ BEGIN
         'preload', CASE WHEN t.state = 'fulfilled' THEN '[]'::jsonb ELSE resonate._preload(t.id, viewer) END));
 END $$;
 
--- promise.create: a promise with a target gets its task (sent to the target).
+-- A promise as promise.create makes it (nothing if id exists): with a
+-- target, its task too, sent to the target. The promise, as the caller sees it.
+CREATE FUNCTION resonate._create(id text, timeout_at timestamptz, param jsonb, tags jsonb) RETURNS dasa.promises
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p dasa.promises := dasa._touch(id);
+BEGIN
+    IF p IS NULL THEN
+        p := dasa._create_promise_at(id, timeout_at, param, tags);
+        IF coalesce(p.tags->>'resonate:target', '') <> '' THEN
+            p := dasa._touch(p.id, true);
+            PERFORM resonate._task_new(p.id, NULL, NULL, current_user::regrole);
+        END IF;
+    END IF;
+    RETURN p;
+END $$;
+
+-- promise.create {id, timeoutAt, param, tags}
 CREATE OR REPLACE FUNCTION resonate._promise_create(req jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     d jsonb := req->'data';
-    p dasa.promises;
 BEGIN
     IF NOT resonate._shaped(d, '{"id": "string", "timeoutAt": "number"}')
        OR jsonb_typeof(coalesce(d->'param', '{}')) <> 'object' OR jsonb_typeof(coalesce(d->'tags', '{}')) <> 'object' THEN
         RETURN resonate._error(req, 400, 'promise.create needs id (string), timeoutAt (number), param and tags (objects)');
     END IF;
-    p := dasa._touch(d->>'id');
-    IF p IS NULL THEN
-        p := dasa._create_promise_at(d->>'id', to_timestamp((d->>'timeoutAt')::numeric / 1000),
-                                     coalesce(d->'param', '{}'), coalesce(d->'tags', '{}'));
-        IF coalesce(p.tags->>'resonate:target', '') <> '' THEN
-            p := dasa._touch(p.id, true);
-            PERFORM resonate._task_new(p.id, NULL, NULL, current_user::regrole);
-        END IF;
-    END IF;
-    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(p)));
+    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(resonate._create(
+        d->>'id', to_timestamp((d->>'timeoutAt')::numeric / 1000), coalesce(d->'param', '{}'), coalesce(d->'tags', '{}')))));
 END $$;
 
 -- promise.register_callback {awaited, awaiter}: awaiter's task resumes when awaited settles.
@@ -715,6 +725,103 @@ LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM resonate._dequeue_execute(address, "limit", current_user::regrole) $$;
 
+-- Schedules: a Resonate schedule is a dasa schedule (dasa.schedules) whose
+-- firings are promises, not invocations (function 'resonate:promise'; args
+-- holds the promise's param and timeout): fired by the database worker,
+-- once per firing time, as the role that made it.
+CREATE FUNCTION resonate._schedule_record(s dasa.schedules) RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT jsonb_build_object(
+        'id', s.name, 'cron', s.cron, 'promiseId', s.promise_id,
+        'promiseTimeout', coalesce((s.args->'promiseTimeout')::bigint,
+                                   round(extract(epoch FROM s.timeout) * 1000)::bigint, 0),
+        'promiseParam', coalesce(s.args->'promiseParam', '{}'), 'promiseTags', s.tags,
+        'createdAt', resonate._ms(s.created_at), 'nextRunAt', resonate._ms(s.next_run_at))
+        || CASE WHEN s.last_run_at IS NULL THEN '{}'
+                ELSE jsonb_build_object('lastRunAt', resonate._ms(s.last_run_at)) END
+$$;
+
+-- A firing (called by the worker as the schedule's owner): promise id, due at + promiseTimeout.
+CREATE FUNCTION resonate._schedule_fired(name text, id text, at timestamptz, args jsonb, tags jsonb) RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT (resonate._create(id, at + coalesce((args->>'promiseTimeout')::numeric, 0) * interval '1 ms',
+                             coalesce(args->'promiseParam', '{}'),
+                             tags || jsonb_build_object('resonate:schedule', name))).id
+$$;
+
+-- schedule.create {id, cron, promiseId, promiseTimeout, promiseParam, promiseTags}
+CREATE FUNCTION resonate._schedule_create(req jsonb, viewer regrole) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := req->'data';
+    s dasa.schedules;
+    next_at timestamptz;
+BEGIN
+    IF NOT resonate._shaped(d, '{"id": "string", "cron": "string", "promiseId": "string", "promiseTimeout": "number", "promiseTags": "object"}')
+       OR jsonb_typeof(coalesce(d->'promiseParam', '{}')) <> 'object' THEN
+        RETURN resonate._error(req, 400, 'schedule.create needs id, cron and promiseId (strings), promiseTimeout (number), promiseParam and promiseTags (objects)');
+    ELSIF NOT d->'promiseTags' ? 'resonate:target' THEN
+        RETURN resonate._error(req, 400, 'promiseTags must include a resonate:target tag');
+    ELSIF NOT pg_has_role(session_user, viewer, 'MEMBER') THEN
+        RETURN resonate._error(req, 403, 'not allowed');
+    END IF;
+    SELECT * INTO s FROM dasa.schedules x WHERE x.name = d->>'id';
+    IF FOUND THEN
+        IF resonate._may(s.owner, viewer) THEN
+            RETURN resonate._reply(req, 200, jsonb_build_object('schedule', resonate._schedule_record(s)));
+        END IF;
+        RETURN resonate._error(req, 409, 'Schedule already exists');
+    END IF;
+    BEGIN
+        next_at := dasa.cron_next(d->>'cron', clock_timestamp(), 'UTC');
+    EXCEPTION WHEN invalid_parameter_value THEN
+        next_at := NULL;
+    END;
+    IF next_at IS NULL OR d->>'cron' ~ '^\s*[0-9]+\s+(second|minute|hour)' THEN
+        RETURN resonate._error(req, 400, 'Invalid cron expression');
+    END IF;
+    INSERT INTO dasa.schedules (name, cron, time_zone, function, args, timeout, promise_id, tags, owner,
+                                created_at, next_run_at)
+    VALUES (d->>'id', d->>'cron', 'UTC', 'resonate:promise',
+            jsonb_build_object('promiseParam', coalesce(d->'promiseParam', '{}'), 'promiseTimeout', d->'promiseTimeout'),
+            NULL, d->>'promiseId', d->'promiseTags', viewer, clock_timestamp(), next_at)
+    ON CONFLICT (name) DO NOTHING
+    RETURNING * INTO s;
+    IF NOT FOUND THEN
+        RETURN resonate._error(req, 409, 'Schedule already exists');
+    END IF;
+    RETURN resonate._reply(req, 200, jsonb_build_object('schedule', resonate._schedule_record(s)));
+END $$;
+
+-- schedule.get {id} / schedule.delete {id}
+CREATE FUNCTION resonate._schedule_get_or_delete(req jsonb, viewer regrole) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    s dasa.schedules;
+BEGIN
+    IF NOT resonate._shaped(req->'data', '{"id": "string"}') THEN
+        RETURN resonate._error(req, 400, format('%s needs id (string)', req->>'kind'));
+    END IF;
+    SELECT * INTO s FROM dasa.schedules x WHERE x.name = req->'data'->>'id' FOR UPDATE;
+    IF NOT FOUND OR NOT resonate._may(s.owner, viewer) THEN
+        RETURN resonate._error(req, 404, 'Schedule not found');
+    ELSIF req->>'kind' = 'schedule.get' THEN
+        RETURN resonate._reply(req, 200, jsonb_build_object('schedule', resonate._schedule_record(s)));
+    ELSIF s.owner <> viewer AND NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = viewer), false) THEN
+        RETURN resonate._error(req, 403, format('Schedule belongs to role %s; only it can delete it', s.owner));
+    END IF;
+    DELETE FROM dasa.schedules x WHERE x.name = s.name;
+    RETURN resonate._reply(req, 200, '{}');
+END $$;
+
 -- One request of the protocol in, its response out (see docs/resonate-protocol.md).
 -- An error in a request writes nothing and is answered with a status.
 CREATE OR REPLACE FUNCTION resonate.resonate_rpc(req jsonb) RETURNS jsonb
@@ -743,6 +850,8 @@ BEGIN
     WHEN 'task.heartbeat' THEN RETURN resonate._task_heartbeat(req, viewer);
     WHEN 'task.get' THEN RETURN resonate._task_get(req, viewer);
     WHEN 'task.halt', 'task.continue' THEN RETURN resonate._task_halt_or_continue(req, viewer);
+    WHEN 'schedule.create' THEN RETURN resonate._schedule_create(req, viewer);
+    WHEN 'schedule.get', 'schedule.delete' THEN RETURN resonate._schedule_get_or_delete(req, viewer);
     WHEN 'promise.search', 'task.search', 'schedule.search' THEN
         RETURN resonate._error(req, 501, 'Not implemented');
     ELSE

@@ -246,6 +246,11 @@ extern void dasa_resonate_settled(List *ids);
 extern int	dasa_resonate_fire_timers(TimestampTz now, int batch);
 extern TimestampTz dasa_resonate_next_timer(TimestampTz now, TimestampTz until);
 
+/* The function name of a Resonate schedule, whose firings are promises (no function has it). */
+#define DASA_RESONATE_SCHEDULE "resonate:promise"
+extern void dasa_resonate_schedule_fired(const char *name, const char *id, TimestampTz at,
+										 Jsonb *args, Jsonb *tags, Oid owner);
+
 /* invocations.c */
 extern char *dasa_invoke_internal(const char *name, Jsonb *args, const char *id,
 								  Interval *timeout, Oid caller);

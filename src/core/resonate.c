@@ -6,7 +6,8 @@
  * resonate._fire_timers); the kernel calls in at two moments: when a
  * settlement may concern them (a task's own promise, or a promise a task
  * waits on: both are marked awaited, so other settlements cost nothing
- * here), and when the database worker looks for task timers that are due.
+ * here), when the database worker looks for task timers that are due, and
+ * when a Resonate schedule fires (its firing is a promise, not an invocation).
  */
 #include "core/core.h"
 
@@ -44,6 +45,14 @@ static DasaStatement next_timer = {
 	.columns = {"next"},
 };
 
+/* A firing of a Resonate schedule: its promise, created as the schedule's owner. */
+static DasaStatement schedule_fired = {
+	.since = "0.11.0",
+	.sql = "SELECT resonate._schedule_fired($1, $2, $3, $4, $5) AS id",
+	.args = {TEXTOID, TEXTOID, TIMESTAMPTZOID, JSONBOID, JSONBOID},
+	.columns = {"id"},
+};
+
 /* The awaited promises ids settled in this transaction: resume and fulfil Resonate tasks. */
 void
 dasa_resonate_settled(List *ids)
@@ -73,4 +82,22 @@ dasa_resonate_next_timer(TimestampTz now, TimestampTz until)
 	DasaRows	rows = dasa_run(&next_timer, args, NULL, 1);
 
 	return dasa_get_timestamp(&rows, 0, "next");
+}
+
+/*
+ * Schedule name fires at at: the promise id, with the schedule's param,
+ * tags and timeout (args), created as owner, with its task if it has a
+ * target; nothing if it exists already.
+ */
+void
+dasa_resonate_schedule_fired(const char *name, const char *id, TimestampTz at, Jsonb *args, Jsonb *tags,
+							 Oid owner)
+{
+	Datum		values[5] = {CStringGetTextDatum(name), CStringGetTextDatum(id), TimestampTzGetDatum(at),
+	PointerGetDatum(args), PointerGetDatum(tags)};
+	DasaUserSave save;
+
+	dasa_switch_user(owner, &save);
+	(void) dasa_run(&schedule_fired, values, NULL, 0);
+	dasa_restore_user(&save);
 }

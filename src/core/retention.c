@@ -70,16 +70,21 @@ static DasaStatement lock_trees = {
 
 /*
  * Remove the promises $2 (of the trees $1, those with $3 true) with their
- * tasks, attempts, callbacks, holds and listeners, except the trees of
- * which a promise is held by a task not done. A statement after the locks,
+ * tasks, attempts, callbacks, holds and listeners (and Resonate tasks and
+ * callbacks), except the trees of which a promise is held by a task not
+ * done, or is a step of a Resonate workflow still pending (tag
+ * resonate:origin: its replay reads the step again). A statement after the locks,
  * so its snapshot sees every hold committed before them (a hold being
  * added waits for them, and then finds no promise to hold).
  */
 static DasaStatement delete_trees = {
-	.since = "0.8.0",
+	.since = "0.11.0",
 	.sql = "WITH d AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS d(root, id, go)),"
 	"  held AS (SELECT DISTINCT d.root FROM d JOIN dasa.holds h ON h.promise_id = d.id"
-	"           JOIN dasa.tasks k ON k.id = h.task_id WHERE k.state <> 'completed'),"
+	"           JOIN dasa.tasks k ON k.id = h.task_id WHERE k.state <> 'completed'"
+	"         UNION SELECT d.root FROM d JOIN dasa.promises p ON p.id = d.id"
+	"           JOIN dasa.promises o ON o.id = p.tags->>'resonate:origin'"
+	"           WHERE p.tags ? 'resonate:origin' AND o.id <> p.id AND o.state = 'pending'),"
 	"  gone AS MATERIALIZED (SELECT coalesce(array_agg(id), '{}') AS ids FROM d"
 	"                        WHERE go AND root NOT IN (SELECT root FROM held)),"
 	"  a AS (DELETE FROM dasa.attempts WHERE task_id = ANY((SELECT ids FROM gone)::text[])),"
@@ -88,7 +93,10 @@ static DasaStatement delete_trees = {
 	"  h AS (DELETE FROM dasa.holds WHERE promise_id = ANY((SELECT ids FROM gone)::text[])"
 	"        OR task_id = ANY((SELECT ids FROM gone)::text[])),"
 	"  l AS (DELETE FROM dasa.listeners WHERE promise_id = ANY((SELECT ids FROM gone)::text[])),"
-	"  t AS (DELETE FROM dasa.tasks WHERE id = ANY((SELECT ids FROM gone)::text[])) "
+	"  t AS (DELETE FROM dasa.tasks WHERE id = ANY((SELECT ids FROM gone)::text[])),"
+	"  rt AS (DELETE FROM resonate.tasks WHERE id = ANY((SELECT ids FROM gone)::text[])),"
+	"  rc AS (DELETE FROM resonate.callbacks WHERE awaited = ANY((SELECT ids FROM gone)::text[])"
+	"         OR awaiter = ANY((SELECT ids FROM gone)::text[])) "
 	"DELETE FROM dasa.promises WHERE id = ANY((SELECT ids FROM gone)::text[])",
 	.args = {TEXTARRAYOID, TEXTARRAYOID, BOOLARRAYOID},
 };

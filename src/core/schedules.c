@@ -7,6 +7,7 @@
  * the same transaction that moves the schedule to its next firing: a firing
  * happens once, whoever fires it and however often it is tried. Firings
  * missed while nothing ran (the server down) collapse into the latest one.
+ * A Resonate schedule (schedule.create) fires a promise instead (resonate.c).
  * The dasa worker calls dasa_schedules_fire; it never runs user code.
  */
 #include "core/core.h"
@@ -217,7 +218,10 @@ invoke_firing(void *arg)
 	Firing	   *f = arg;
 	const DasaSchedule *s = f->schedule;
 
-	(void) dasa_invoke_tagged(s->function, s->args, f->id, s->timeout, s->tags, s->owner);
+	if (strcmp(s->function, DASA_RESONATE_SCHEDULE) == 0)
+		dasa_resonate_schedule_fired(s->name, f->id, f->at, s->args, s->tags, s->owner);
+	else
+		(void) dasa_invoke_tagged(s->function, s->args, f->id, s->timeout, s->tags, s->owner);
 }
 
 /* Run step(f) in a subtransaction; NULL if it went through, else its error message. */

@@ -161,6 +161,46 @@ q $db "SELECT pg_reload_conf()" >/dev/null
 as_a "SELECT resonate.process_timeouts()" >/dev/null
 ok "process_timeouts runs for an application role" true
 
+# --- schedules ------------------------------------------------------------------------------
+sched='{"id": "sch", "cron": "*/5 * * * *", "promiseId": "{{.id}}-{{.timestamp}}", "promiseTimeout": 60000, "promiseParam": {"data": "eA=="}, "promiseTags": {'$target'}}'
+r=$(rpc rt_a schedule.create "$sched")
+is "$(status "$r") $(field "$r" data,schedule,cron) $(field "$r" data,schedule,promiseId) $(field "$r" data,schedule,promiseTimeout)" \
+   "200 */5 * * * * {{.id}}-{{.timestamp}} 60000" "schedule.create: the schedule record"
+is "$(q $db "SELECT '$r'::jsonb #>> '{data,schedule,nextRunAt}' = (extract(epoch FROM dasa.cron_next('*/5 * * * *', now())) * 1000)::bigint::text
+             AND NOT '$r'::jsonb #> '{data,schedule}' ? 'lastRunAt'")" t "its next firing is the cron's next time; no lastRunAt yet"
+is "$(field "$(rpc rt_a schedule.create '{"id": "sch2", "cron": "61 * * * *", "promiseId": "x", "promiseTimeout": 1, "promiseTags": {'"$target"'}}')" data)" \
+   "Invalid cron expression" "a bad cron: 400"
+is "$(field "$(rpc rt_a schedule.create '{"id": "sch2", "cron": "* * * * *", "promiseId": "x", "promiseTimeout": 1, "promiseTags": {}}')" data)" \
+   "promiseTags must include a resonate:target tag" "no target tag: 400"
+is "$(as_a "SELECT function || ' ' || owner FROM dasa.schedules WHERE name = 'sch'")" "resonate:promise rt_a" \
+   "it is a dasa schedule of the role, whose firings are promises"
+q $db "UPDATE dasa.schedules SET next_run_at = now() WHERE name = 'sch'" >/dev/null
+ok "the database worker fires it with no client: a promise from the template, with the schedule's tag" \
+   wait_for 10 $db "SELECT count(*) = 1 FROM dasa.promises WHERE id LIKE 'sch-%' AND tags->>'resonate:schedule' = 'sch' AND owner = 'rt_a'::regrole"
+is "$(q $db "SELECT state || ' ' || target FROM resonate.tasks WHERE id LIKE 'sch-%'")" "pending poll://any@wk" "and its task, sent to the target"
+is "$(q $db "SELECT timeout_at - created_at BETWEEN interval '50 seconds' AND interval '61 seconds' FROM dasa.promises WHERE id LIKE 'sch-%'")" t \
+   "its deadline is the firing time plus promiseTimeout"
+r=$(rpc rt_a schedule.get '{"id": "sch"}')
+ok "schedule.get shows lastRunAt" test "$(q $db "SELECT '$r'::jsonb #> '{data,schedule}' ? 'lastRunAt'")" = t
+is "$(status "$(rpc rt_b schedule.get '{"id": "sch"}')") $(status "$(rpc rt_b schedule.delete '{"id": "sch"}')")" "404 404" \
+   "another role can neither read nor delete it"
+is "$(status "$(rpc rt_a schedule.delete '{"id": "sch"}')") $(status "$(rpc rt_a schedule.delete '{"id": "sch"}')")" "200 404" \
+   "schedule.delete: 200, then 404"
+
+# --- retention ---------------------------------------------------------------------------------
+rpc rt_a task.create "$(root ret)" >/dev/null
+step() { echo "{\"kind\": \"promise.create\", \"head\": {}, \"data\": {\"id\": \"$1\", \"timeoutAt\": $far, \"param\": {}, \"tags\": {\"resonate:origin\": \"ret\", \"resonate:branch\": \"ret\"}}}"; }
+rpc rt_a task.fence "{\"id\": \"ret\", \"version\": 1, \"action\": $(step ret:0)}" >/dev/null
+rpc rt_a task.fence "{\"id\": \"ret\", \"version\": 1, \"action\": $(settle ret:0)}" >/dev/null
+as_a "SELECT dasa.purge('0 seconds')" >/dev/null
+is "$(q $db "SELECT state FROM dasa.promises WHERE id = 'ret:0'")" resolved \
+   "retention keeps a settled step of a Resonate workflow that is still pending (its replay reads it)"
+r=$(rpc rt_a task.acquire '{"id": "ret", "version": 1, "pid": "p", "ttl": 1000}')
+r=$(rpc rt_a task.fulfill "{\"id\": \"ret\", \"version\": 1, \"action\": $(settle ret)}")
+as_a "SELECT dasa.purge('0 seconds')" >/dev/null
+is "$(q $db "SELECT count(*) FROM dasa.promises WHERE id IN ('ret', 'ret:0')") $(q $db "SELECT count(*) FROM resonate.tasks WHERE id = 'ret'")" "0 0" \
+   "once the workflow is settled, it goes with its steps and its task"
+
 # --- one role cannot reach another's tasks ------------------------------------------------
 create rt_a iso >/dev/null
 is "$(psql -XAtq -U rt_b -d $db -c "SELECT count(*) FROM resonate.dequeue_execute('poll://any@wk', 100)")" 0 \
