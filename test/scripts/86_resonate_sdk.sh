@@ -107,4 +107,21 @@ is "$(effects 'first:wf-survivor')" 1 "the step before the crash ran once (its r
 is "$(effects 'last:wf-survivor')" 1 "the step after it ran once"
 
 is "$(q $db "SELECT count(*) FROM resonate.tasks WHERE state <> 'fulfilled'")" 0 "no task is left unfinished"
+
+# The differential test: seeded random request streams through the SDK's
+# reference server and through resonate.resonate_rpc (as the application role).
+"$node" "$work/resonate/differential.mjs" 6 400 >"$work/differential.out" 2>&1
+status=$?
+summary=$(tail -1 "$work/differential.out")
+diag "differential: $("$node" -e 'const s = JSON.parse(process.argv[1]); console.log(`${s.compared} requests, ${s.documented} documented divergences, ${s.undocumented} others`)' "$summary" 2>&1)"
+grep '"rule":null' "$work/differential.out" | head -5 | cut -c1-600 | sed 's/^/#   /' >&2
+is "$status" 0 "the same 2,400 random requests get the reference server's statuses and records, but for documented divergences"
+is "$("$node" -e '
+  const s = JSON.parse(process.argv[1]);
+  const want = { "task.suspend": [200, 300, 409, 422], "task.create": [200, 409, 422], "task.acquire": [200, 409],
+                 "task.fence": [200, 409], "task.fulfill": [200, 409], "task.release": [200, 409],
+                 "promise.register_callback": [200, 400, 404, 422], "promise.register_listener": [200, 422],
+                 "schedule.create": [200, 400], "schedule.delete": [200, 404] };
+  const missing = Object.entries(want).flatMap(([k, codes]) => codes.filter((c) => !s.byKind[k]?.[c]).map((c) => `${k} ${c}`));
+  console.log(missing.join(", ") || "none");' "$summary" 2>&1)" none "the streams reached every answer that matters (each kind's success and refusals)"
 done_testing
