@@ -1,0 +1,98 @@
+// bench/resonate's SDK processes: the official Resonate TypeScript SDK on dasa.
+//   node resonate.mjs worker GROUP            serve wf10 (10 ctx.run steps) for GROUP
+//   node resonate.mjs throughput N INFLIGHT   N workflows through rpc, INFLIGHT at a time: "workflows/s"
+//   node resonate.mjs latency SAMPLES         one at a time: "p50_ms p99_ms"
+//   node resonate.mjs rpcs                    requests one workflow makes from the worker (counted in it)
+import { Resonate } from "@resonatehq/sdk";
+import { PostgresNetwork } from "@resonatehq/sdk/postgres";
+
+const url = process.env.DATABASE_URL;
+
+function step(ctx, i) {
+  return i + 1;
+}
+
+function* wf10(ctx, x) {
+  let v = x;
+  for (let i = 0; i < 10; i++) v = yield* ctx.run(step, v);
+  return v;
+}
+
+function connect(group) {
+  return new Resonate({ network: new PostgresNetwork({ connectionString: url, group }), group });
+}
+
+async function worker(group) {
+  const resonate = connect(group);
+  resonate.register("wf10", wf10);
+  process.on("SIGTERM", async () => {
+    await resonate.stop();
+    process.exit(0);
+  });
+  console.log("ready");
+  setInterval(() => {}, 1 << 30);
+}
+
+async function startOne(resonate, id) {
+  const v = await resonate.rpc(id, "wf10", 0, resonate.options({ target: "wk" }));
+  if (v !== 10) throw new Error(`workflow ${id} returned ${v}`);
+}
+
+async function throughput(n, inflight) {
+  const resonate = connect("driver");
+  const run = `t${Date.now().toString(36)}`;
+  let next = 0;
+  const started = performance.now();
+  const lane = async () => {
+    while (next < n) await startOne(resonate, `${run}-${next++}`);
+  };
+  await Promise.all(Array.from({ length: inflight }, lane));
+  const seconds = (performance.now() - started) / 1000;
+  console.log((n / seconds).toFixed(1));
+  await resonate.stop();
+}
+
+async function latency(samples) {
+  const resonate = connect("driver");
+  const run = `l${Date.now().toString(36)}`;
+  const ms = [];
+  for (let i = 0; i < samples + 5; i++) {
+    const t = performance.now();
+    await startOne(resonate, `${run}-${i}`);
+    if (i >= 5) ms.push(performance.now() - t);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  ms.sort((a, b) => a - b);
+  const at = (p) => ms[Math.min(ms.length - 1, Math.ceil((ms.length * p) / 100) - 1)];
+  console.log(`${at(50).toFixed(2)} ${at(99).toFixed(2)}`);
+  await resonate.stop();
+}
+
+// One workflow run in this process (resonate.run), its requests counted by kind.
+async function rpcs() {
+  const network = new PostgresNetwork({ connectionString: url, group: "counting" });
+  const counts = {};
+  const send = network.send;
+  network.send = (req) => {
+    const kind = req.data?.action ? `${req.kind}(${req.data.action.kind})` : req.kind;
+    counts[kind] = (counts[kind] ?? 0) + 1;
+    return send(req);
+  };
+  const resonate = new Resonate({ network, group: "counting" });
+  resonate.register("wf10", wf10);
+  await resonate.run(`c${Date.now().toString(36)}-warm`, wf10, 0);
+  for (const k of Object.keys(counts)) delete counts[k];
+  await resonate.run(`c${Date.now().toString(36)}`, wf10, 0);
+  console.log(Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", "));
+  await resonate.stop();
+}
+
+const [mode, a, b] = process.argv.slice(2);
+if (mode === "worker") await worker(a);
+else if (mode === "throughput") await throughput(Number(a), Number(b));
+else if (mode === "latency") await latency(Number(a));
+else if (mode === "rpcs") await rpcs();
+else {
+  console.error("usage: resonate.mjs worker GROUP | throughput N INFLIGHT | latency SAMPLES | rpcs");
+  process.exit(64);
+}
