@@ -79,6 +79,40 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ BEGIN RETURN resonate._reply(req, status, to_jsonb(message)); END $$;
 
+-- The 0.10.0 functions called at every drain of every Resonate process, in
+-- PL/pgSQL for the same reason as the helpers above.
+CREATE OR REPLACE FUNCTION resonate.outbox_channel(address text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ BEGIN RETURN 'resonate_' || md5(address); END $$;
+
+CREATE OR REPLACE FUNCTION resonate._dequeue_unblock(address text, "limit" integer, viewer regrole)
+RETURNS TABLE (promise jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, viewer, 'MEMBER') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    DELETE FROM resonate.outbox o
+    WHERE o.id IN (SELECT x.id FROM resonate.outbox x
+                   WHERE x.address = _dequeue_unblock.address AND x.kind = 'unblock'
+                     AND (x.owner = viewer OR dasa._may_see_as(x.owner, viewer))
+                   ORDER BY x.id LIMIT greatest(_dequeue_unblock."limit", 0) FOR UPDATE SKIP LOCKED)
+    RETURNING o.promise;
+END $$;
+
+CREATE OR REPLACE FUNCTION resonate.dequeue_unblock(address text, "limit" integer)
+RETURNS TABLE (promise jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM resonate._dequeue_unblock(address, "limit", current_user::regrole);
+END $$;
+
 -- Read a promise as the protocol does on every request that names it: its
 -- deadline applied (and everything that sets off), marked awaited if watch
 -- (so that its settlement reaches the tasks), NULL if the caller cannot see it.
@@ -640,15 +674,16 @@ END $$;
 
 -- promise.register_callback {awaited, awaiter}: awaiter's task resumes when awaited settles.
 CREATE FUNCTION resonate._add_callback(awaited_id text, awaiter_id text, viewer regrole) RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO resonate.callbacks (awaited, awaiter)
     SELECT awaited_id, awaiter_id
     WHERE (SELECT resonate._may(p.owner, viewer) FROM dasa.promises p WHERE p.id = awaited_id)
       AND (SELECT resonate._may(p.owner, viewer) FROM dasa.promises p WHERE p.id = awaiter_id)
-    ON CONFLICT DO NOTHING
-$$;
+    ON CONFLICT DO NOTHING;
+END $$;
 
 CREATE FUNCTION resonate._promise_register_callback(req jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
@@ -757,32 +792,40 @@ END $$;
 -- helps it along, one caller at a time, and costs one index probe when
 -- nothing is due.
 CREATE FUNCTION resonate.process_timeouts() RETURNS void
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT resonate._process_timeouts() $$;
+AS $$ BEGIN PERFORM resonate._process_timeouts(); END $$;
 
 -- Take up to "limit" execute messages for address that viewer may see.
 CREATE FUNCTION resonate._dequeue_execute(address text, "limit" integer, viewer regrole)
 RETURNS TABLE (task_id text, version integer)
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
+    IF NOT pg_has_role(session_user, viewer, 'MEMBER') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
     DELETE FROM resonate.outbox o
     WHERE o.id IN (SELECT x.id FROM resonate.outbox x
                    WHERE x.address = _dequeue_execute.address AND x.kind = 'execute'
-                     AND dasa._may_see_as(x.owner, viewer) AND pg_has_role(session_user, viewer, 'MEMBER')
+                     AND (x.owner = viewer OR dasa._may_see_as(x.owner, viewer))
                    ORDER BY x.id LIMIT greatest(_dequeue_execute."limit", 0) FOR UPDATE SKIP LOCKED)
-    RETURNING o.task_id, o.version
-$$;
+    RETURNING o.task_id, o.version;
+END $$;
 
 -- Take (delete) up to "limit" execute messages for address: tasks to
 -- acquire, at the version given. At least once: a message taken and lost
 -- is sent again when the task's retry time comes.
 CREATE FUNCTION resonate.dequeue_execute(address text, "limit" integer)
 RETURNS TABLE (task_id text, version integer)
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $$ SELECT * FROM resonate._dequeue_execute(address, "limit", current_user::regrole) $$;
+AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM resonate._dequeue_execute(address, "limit", current_user::regrole);
+END $$;
 
 -- Schedules: a Resonate schedule is a dasa schedule (dasa.schedules) whose
 -- firings are promises, not invocations (function 'resonate:promise'; args

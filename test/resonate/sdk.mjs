@@ -140,6 +140,7 @@ const scenarios = {
     return { ...started, childResult: await handle.result() };
   },
   survivor: (r, id) => r.rpc(id, "survivor", r.options({ target: "wk" })),
+  checkout: (r, id) => r.rpc(id, "checkout", 42, r.options({ target: "shop" })),   // the README's worker
 };
 
 async function run(scenario, id) {

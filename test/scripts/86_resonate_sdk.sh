@@ -106,6 +106,22 @@ ok "by another process ($finisher, not $victim)" test "$finisher" != "$victim"
 is "$(effects 'first:wf-survivor')" 1 "the step before the crash ran once (its result was kept)"
 is "$(effects 'last:wf-survivor')" 1 "the step after it ran once"
 
+# The README's worker, as written but for its connection string.
+awk '/^```ts$/ { on = 1; next } /^```$/ { on = 0 } on' "$DASA_SUITE/../README.md" |
+  sed "s|connectionString: \"[^\"]*\"|connectionString: process.env.DATABASE_URL|" >"$work/resonate/readme-worker.mjs"
+ok "the README has a worker example" grep -q 'resonate.register("checkout", checkout)' "$work/resonate/readme-worker.mjs"
+"$node" "$work/resonate/readme-worker.mjs" >"$work/readme-worker.log" 2>&1 &
+pids+=($!)
+LIMIT_MS=40000 "$node" "$work/resonate/sdk.mjs" run checkout order-42 >"$work/checkout.out" 2>>"$work/client.log" &
+client=$!
+ok "the README's workflow waits for its approval" \
+   wait_for 20 $db "SELECT count(*) = 1 FROM dasa.promises WHERE id = 'order-42:1' AND state = 'pending'"
+q $db "SET ROLE resonate_app; SELECT state FROM dasa.resolve('order-42:1', jsonb_build_object('headers', '{}'::jsonb,
+         'data', encode(convert_to('\"yes\"', 'UTF8'), 'base64')))" >/dev/null
+wait $client
+is "$(field "$(tail -1 "$work/checkout.out")" result)" '{"receipt":"charged 42","approved":"yes"}' \
+   "approved from psql as the README shows, it finishes with the step's result and the approval"
+
 is "$(q $db "SELECT count(*) FROM resonate.tasks WHERE state <> 'fulfilled'")" 0 "no task is left unfinished"
 
 # The differential test: seeded random request streams through the SDK's
