@@ -406,6 +406,22 @@ BEGIN
 END $$;
 
 -- task.fence {id, version, action: promise.create | promise.settle}
+-- The fence of task id at version, in one read: 200 (acquired at that
+-- version, its promise pending), 409, or 404 (no such task viewer may see).
+CREATE FUNCTION resonate._fence_status(id text, version numeric, viewer regrole) RETURNS integer
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN coalesce((
+        SELECT CASE WHEN NOT resonate._may(t.owner, viewer) THEN 404
+                    WHEN t.state = 'acquired' AND t.version = _fence_status.version AND p.state = 'pending'
+                         AND p.timeout_at > clock_timestamp() THEN 200
+                    ELSE 409 END
+        FROM resonate.tasks t LEFT JOIN dasa.promises p ON p.id = t.id
+        WHERE t.id = _fence_status.id), 404);
+END $$;
+
 CREATE FUNCTION resonate._task_fence(req jsonb, viewer regrole) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -419,12 +435,13 @@ BEGIN
        OR d->'action'->>'kind' IS NULL OR d->'action'->>'kind' NOT IN ('promise.create', 'promise.settle') THEN
         RETURN resonate._error(req, 400, 'task.fence needs id (string), version (number) and action (promise.create or promise.settle)');
     END IF;
-    h := resonate._task_held(req, d->>'id', (d->>'version')::numeric, viewer, 'Fence check failed', false);
-    IF (h.error->'head'->>'status')::int = 409 THEN
+    CASE resonate._fence_status(d->>'id', (d->>'version')::numeric, viewer)
+    WHEN 404 THEN
+        RETURN resonate._error(req, 404, 'Task not found');
+    WHEN 409 THEN
         RETURN resonate._error(req, 409, 'Fence check failed');
-    ELSIF h.error IS NOT NULL THEN
-        RETURN h.error;
-    END IF;
+    ELSE
+    END CASE;
     inner_reply := CASE d->'action'->>'kind' WHEN 'promise.create' THEN resonate._promise_create(d->'action')
                                                ELSE resonate._promise_settle(d->'action') END;
     RETURN resonate._reply(req, 200, jsonb_build_object('action', inner_reply, 'preload', '[]'::jsonb));
@@ -644,8 +661,13 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    p dasa.promises := dasa._touch(id);
+    p dasa.promises;
 BEGIN
+    IF coalesce(tags->>'resonate:target', '') = '' THEN
+        -- no task to make: create, or read the one there (the same answer; its deadline applies when read)
+        RETURN dasa._create_promise_at(id, timeout_at, param, tags);
+    END IF;
+    p := dasa._touch(id);
     IF p IS NULL THEN
         p := dasa._create_promise_at(id, timeout_at, param, tags);
         IF coalesce(p.tags->>'resonate:target', '') <> '' THEN
@@ -670,6 +692,31 @@ BEGIN
     END IF;
     RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(resonate._create(
         d->>'id', to_timestamp((d->>'timeoutAt')::numeric / 1000), coalesce(d->'param', '{}'), coalesce(d->'tags', '{}')))));
+END $$;
+
+-- promise.settle {id, state, value}: through the kernel, idempotent.
+CREATE OR REPLACE FUNCTION resonate._promise_settle(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d jsonb := req->'data';
+    id text := d->>'id';
+    v jsonb := coalesce(d->'value', '{}');
+    p dasa.promises;
+BEGIN
+    IF jsonb_typeof(d->'id') IS DISTINCT FROM 'string'
+       OR d->>'state' IS NULL OR d->>'state' NOT IN ('resolved', 'rejected', 'rejected_canceled') THEN
+        RETURN resonate._error(req, 400, 'promise.settle needs id (string) and state (resolved, rejected or rejected_canceled)');
+    END IF;
+    BEGIN
+        p := CASE d->>'state' WHEN 'resolved' THEN dasa.resolve(id, v)
+                              WHEN 'rejected' THEN dasa.reject(id, v)
+                              ELSE dasa.cancel(id, v) END;
+    EXCEPTION WHEN no_data_found THEN
+        RETURN resonate._error(req, 404, 'Promise not found');
+    END;
+    RETURN resonate._reply(req, 200, jsonb_build_object('promise', resonate._record(p)));
 END $$;
 
 -- promise.register_callback {awaited, awaiter}: awaiter's task resumes when awaited settles.
