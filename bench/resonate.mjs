@@ -1,6 +1,6 @@
 // bench/resonate's SDK processes: the official Resonate TypeScript SDK on dasa.
 //   node resonate.mjs worker GROUP            serve wf10 (10 ctx.run steps) for GROUP
-//   node resonate.mjs throughput N INFLIGHT   N workflows through rpc, INFLIGHT at a time: "workflows/s"
+//   node resonate.mjs throughput N INFLIGHT   N workflows through rpc, INFLIGHT at a time: "workflows/s cpu_s"
 //   node resonate.mjs latency SAMPLES         one at a time: "p50_ms p99_ms"
 //   node resonate.mjs rpcs                    requests one workflow makes from the worker (counted in it)
 import { Resonate } from "@resonatehq/sdk";
@@ -29,7 +29,7 @@ async function worker(group) {
     await resonate.stop();
     process.exit(0);
   });
-  console.log("ready");
+  console.log(`ready ${process.pid}`);
   setInterval(() => {}, 1 << 30);
 }
 
@@ -48,7 +48,8 @@ async function throughput(n, inflight) {
   };
   await Promise.all(Array.from({ length: inflight }, lane));
   const seconds = (performance.now() - started) / 1000;
-  console.log((n / seconds).toFixed(1));
+  const cpu = process.cpuUsage();
+  console.log(`${(n / seconds).toFixed(1)} ${((cpu.user + cpu.system) / 1e6).toFixed(3)}`);
   await resonate.stop();
 }
 

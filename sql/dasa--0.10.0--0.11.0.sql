@@ -193,8 +193,10 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    branch text := (SELECT o.tags->>'resonate:branch' FROM dasa.promises o
-                    WHERE o.id = _preload.id AND o.tags ? 'resonate:branch');
+    -- in the collation of the index on the tag (a caller passing a task's id,
+    -- whose collation is "C", would otherwise give it its own, and a full scan)
+    branch text COLLATE "default" := (SELECT o.tags->>'resonate:branch' FROM dasa.promises o
+                                      WHERE o.id = _preload.id AND o.tags ? 'resonate:branch');
 BEGIN
     IF branch IS NULL THEN
         RETURN '[]';
@@ -827,10 +829,14 @@ CREATE FUNCTION resonate._process_timeouts() RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    now timestamptz := clock_timestamp();
 BEGIN
-    IF EXISTS (SELECT 1 FROM resonate.tasks WHERE timer_at <= clock_timestamp())
+    -- the earliest timer, read from the end of its index (not "any timer due", which
+    -- the planner may answer by reading every task)
+    IF (SELECT min(timer_at) FROM resonate.tasks) <= now
        AND pg_try_advisory_xact_lock(hashtext('resonate.process_timeouts')) THEN
-        PERFORM resonate._fire_timers(clock_timestamp(), 1000);
+        PERFORM resonate._fire_timers(now, 1000);
     END IF;
 END $$;
 
