@@ -74,6 +74,13 @@ ok "the fan-out and the approval are suspended, the sleeper's timer set, before 
    "SELECT count(*) = 2 FROM dasa.tasks WHERE id IN ('dr-fan', 'dr-approval') AND state = 'suspended'
     AND EXISTS (SELECT FROM dasa.promises WHERE parent_id = 'dr-sleeper')"
 q $src "SET ROLE dr_app; SELECT count(dasa.invoke('dr_step', jsonb_build_object('i', i), 'dr-step-' || i)) FROM generate_series(1, $steps) i" >/dev/null
+# A Resonate workflow in mid-flight too: its task suspended on a pending promise.
+rs_rpc() { q $src "SET ROLE dr_app; SELECT resonate.resonate_rpc('{\"kind\": \"$1\", \"head\": {}, \"data\": $2}') #>> '{head,status}'"; }
+rs_ok=$(rs_rpc promise.create '{"id": "rs-wf", "timeoutAt": 4102444800000, "param": {}, "tags": {"resonate:target": "poll://any@dr"}}')
+rs_ok="$rs_ok $(rs_rpc task.acquire '{"id": "rs-wf", "version": 0, "pid": "p", "ttl": 3600000}')"
+rs_ok="$rs_ok $(rs_rpc promise.create '{"id": "rs-wait", "timeoutAt": 4102444800000, "param": {}, "tags": {}}')"
+rs_ok="$rs_ok $(rs_rpc task.suspend '{"id": "rs-wf", "version": 1, "actions": [{"kind": "promise.register_callback", "head": {}, "data": {"awaited": "rs-wait", "awaiter": "rs-wf"}}]}')"
+is "$rs_ok" "200 200 200 200" "a Resonate task is suspended on a pending promise before the dump"
 is "$(q $src "SELECT count(*) FROM effects")" 0 "no leaf has run in the source yet"
 
 rm -rf "$dir"; mkdir -p "$dir"
@@ -126,11 +133,16 @@ is "$(r restored "SELECT state || ' ' || jsonb_array_length(value) FROM dasa.pro
    "resolved $children" "the fan-out resolved with its $children children's values"
 is "$(r restored "SELECT state || ' ' || value::text FROM dasa.promises WHERE id = 'dr-sleeper'")" 'resolved "woke"' \
    "the sleeping timer woke"
-is "$(r restored "SELECT count(*) FROM dasa.promises WHERE owner = 'dr_app'::regrole AND state <> 'resolved'")" 0 \
+is "$(r restored "SELECT count(*) FROM dasa.promises WHERE owner = 'dr_app'::regrole AND state <> 'resolved' AND id NOT LIKE 'rs-%'")" 0 \
    "the invocations kept their owner"
 is "$(r restored "SELECT count(*) FROM dasa.origin WHERE NOT paused AND database_name = 'restored'")" 1 \
    "dasa.origin now names the restored database"
 ok "the log says the state was restored and runs" grep -q 'runs its invocations now' "$dir/server.log"
+is "$(r restored "SELECT state || ' v' || version || ' ' || owner FROM resonate.tasks WHERE id = 'rs-wf'") $(r restored "SELECT count(*) FROM resonate.callbacks WHERE awaiter = 'rs-wf'")" \
+   "suspended v1 dr_app 1" "the Resonate task and its callback are restored"
+r restored "SET ROLE dr_app; SELECT state FROM dasa.resolve('rs-wait')" >/dev/null
+is "$(r restored "SELECT state || ' ' || array_to_string(resumes, ',') FROM resonate.tasks WHERE id = 'rs-wf'") $(r restored "SELECT count(*) FROM resonate.outbox WHERE task_id = 'rs-wf' AND kind = 'execute'")" \
+   "pending rs-wait 1" "resolving what it waits on in the restored database resumes it and sends it"
 dasa_cluster_stop "$dir"
 trap - EXIT
 [ "$tap_failed" = 0 ] && rm -rf "$dir"
