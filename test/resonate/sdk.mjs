@@ -105,7 +105,12 @@ function* survivor(ctx) {
   return { slow, finishedBy: process.pid };
 }
 
-const functions = { steps, remote, caller, sleeper, approval, flaky, child, parent, survivor };
+function* tick(ctx, label) {
+  effect(`tick:${label}:${ctx.id}`);
+  return label;
+}
+
+const functions = { steps, remote, caller, sleeper, approval, flaky, child, parent, survivor, tick };
 
 // --- processes -----------------------------------------------------------------
 
@@ -141,6 +146,10 @@ const scenarios = {
   },
   survivor: (r, id) => r.rpc(id, "survivor", r.options({ target: "wk" })),
   checkout: (r, id) => r.rpc(id, "checkout", 42, r.options({ target: "shop" })),   // the README's worker
+  schedule: async (r, id) => {
+    await r.schedule(id, "*/5 * * * *", "tick", "scheduled", r.options({ target: "wk" }));
+    return "created";
+  },
 };
 
 async function run(scenario, id) {

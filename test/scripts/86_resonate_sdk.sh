@@ -106,6 +106,15 @@ ok "by another process ($finisher, not $victim)" test "$finisher" != "$victim"
 is "$(effects 'first:wf-survivor')" 1 "the step before the crash ran once (its result was kept)"
 is "$(effects 'last:wf-survivor')" 1 "the step after it ran once"
 
+out=$(run schedule sdk-tick)
+is "$(field "$out" result) $(q $db "SELECT function || ' ' || owner FROM dasa.schedules WHERE name = 'sdk-tick'")" \
+   '"created" resonate:promise resonate_app' "resonate.schedule: a dasa schedule of the SDK's role"
+q $db "UPDATE dasa.schedules SET next_run_at = now() WHERE name = 'sdk-tick'" >/dev/null
+ok "the database fires it with no client: the worker runs the scheduled function" \
+   wait_for 20 $db "SELECT count(*) = 1 FROM dasa.promises WHERE id LIKE 'sdk-tick-%' AND state = 'resolved'"
+is "$(grep -c '^tick:scheduled:sdk-tick-' "$EFFECTS")" 1 "once"
+q $db "SET ROLE resonate_app; SELECT dasa.unschedule('sdk-tick')" >/dev/null
+
 # The README's worker, as written but for its connection string.
 awk '/^```ts$/ { on = 1; next } /^```$/ { on = 0 } on' "$DASA_SUITE/../README.md" |
   sed "s|connectionString: \"[^\"]*\"|connectionString: process.env.DATABASE_URL|" >"$work/resonate/readme-worker.mjs"
