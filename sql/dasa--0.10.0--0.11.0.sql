@@ -147,19 +147,17 @@ BEGIN
     RETURN pg_has_role(session_user, viewer, 'MEMBER') AND dasa._may_see_as(owner, viewer);
 END $$;
 
--- Do the fields of d have these JSON types ({"id": "string", ...})?
-CREATE FUNCTION resonate._shaped(d jsonb, spec jsonb) RETURNS boolean
+-- Do the fields of d have these JSON types (pairs: 'id', 'string', 'version', 'number', ...)?
+CREATE FUNCTION resonate._shaped(d jsonb, VARIADIC spec text[]) RETURNS boolean
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    k text;
 BEGIN
     IF jsonb_typeof(d) IS DISTINCT FROM 'object' THEN
         RETURN false;
     END IF;
-    FOR k IN SELECT jsonb_object_keys(spec) LOOP
-        IF jsonb_typeof(d->k) IS DISTINCT FROM spec->>k THEN
+    FOR i IN 1 .. coalesce(array_length(spec, 1), 0) / 2 LOOP
+        IF jsonb_typeof(d->spec[2 * i - 1]) IS DISTINCT FROM spec[2 * i] THEN
             RETURN false;
         END IF;
     END LOOP;
@@ -307,7 +305,7 @@ DECLARE
     d jsonb := req->'data';
     t resonate.tasks;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "version": "number", "pid": "string", "ttl": "number"}') THEN
+    IF NOT resonate._shaped(d, 'id', 'string', 'version', 'number', 'pid', 'string', 'ttl', 'number') THEN
         RETURN resonate._error(req, 400, 'task.acquire needs id and pid (strings), version and ttl (numbers)');
     END IF;
     PERFORM dasa._touch(d->>'id');
@@ -369,7 +367,7 @@ DECLARE
     d jsonb := req->'data';
     h record;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "version": "number"}') THEN
+    IF NOT resonate._shaped(d, 'id', 'string', 'version', 'number') THEN
         RETURN resonate._error(req, 400, 'task.release needs id (string) and version (number)');
     END IF;
     PERFORM dasa._touch(d->>'id');
@@ -391,7 +389,7 @@ DECLARE
     h record;
     inner_reply jsonb;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "version": "number", "action": "object"}') THEN
+    IF NOT resonate._shaped(d, 'id', 'string', 'version', 'number', 'action', 'object') THEN
         RETURN resonate._error(req, 400, 'task.fulfill needs id (string), version (number) and action (object)');
     ELSIF d->'action'->'data'->>'id' IS DISTINCT FROM d->>'id' THEN
         RETURN resonate._error(req, 400, 'Promise ID must match task ID');
@@ -433,7 +431,8 @@ DECLARE
     h record;
     inner_reply jsonb;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "version": "number", "action": "object"}')
+    IF jsonb_typeof(d->'id') IS DISTINCT FROM 'string' OR jsonb_typeof(d->'version') IS DISTINCT FROM 'number'
+       OR jsonb_typeof(d->'action') IS DISTINCT FROM 'object'
        OR d->'action'->>'kind' IS NULL OR d->'action'->>'kind' NOT IN ('promise.create', 'promise.settle') THEN
         RETURN resonate._error(req, 400, 'task.fence needs id (string), version (number) and action (promise.create or promise.settle)');
     END IF;
@@ -491,9 +490,9 @@ DECLARE
     h record;
     a text;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "version": "number", "actions": "array"}')
+    IF NOT resonate._shaped(d, 'id', 'string', 'version', 'number', 'actions', 'array')
        OR EXISTS (SELECT 1 FROM jsonb_array_elements(d->'actions') x
-                  WHERE NOT resonate._shaped(x->'data', '{"awaited": "string", "awaiter": "string"}')) THEN
+                  WHERE NOT resonate._shaped(x->'data', 'awaited', 'string', 'awaiter', 'string')) THEN
         RETURN resonate._error(req, 400, 'task.suspend needs id (string), version (number) and actions (register_callback requests)');
     ELSIF jsonb_array_length(d->'actions') = 0 THEN
         RETURN resonate._error(req, 400, 'Actions list must not be empty');
@@ -524,7 +523,7 @@ AS $$
 DECLARE
     d jsonb := req->'data';
 BEGIN
-    IF NOT resonate._shaped(d, '{"pid": "string", "tasks": "array"}') THEN
+    IF NOT resonate._shaped(d, 'pid', 'string', 'tasks', 'array') THEN
         RETURN resonate._error(req, 400, 'task.heartbeat needs pid (string) and tasks (array)');
     END IF;
     UPDATE resonate.tasks t SET timer_at = clock_timestamp() + coalesce(t.ttl, 30000) * interval '1 ms'
@@ -543,7 +542,7 @@ AS $$
 DECLARE
     t resonate.tasks;
 BEGIN
-    IF NOT resonate._shaped(req->'data', '{"id": "string"}') THEN
+    IF NOT resonate._shaped(req->'data', 'id', 'string') THEN
         RETURN resonate._error(req, 400, 'task.get needs id (string)');
     END IF;
     PERFORM dasa._touch(req->'data'->>'id');
@@ -562,7 +561,7 @@ AS $$
 DECLARE
     t resonate.tasks;
 BEGIN
-    IF NOT resonate._shaped(req->'data', '{"id": "string"}') THEN
+    IF NOT resonate._shaped(req->'data', 'id', 'string') THEN
         RETURN resonate._error(req, 400, format('%s needs id (string)', req->>'kind'));
     END IF;
     t := resonate._task_locked(req->'data'->>'id', viewer);
@@ -629,8 +628,8 @@ DECLARE
     p dasa.promises;
     t resonate.tasks;
 BEGIN
-    IF NOT resonate._shaped(d, '{"pid": "string", "ttl": "number", "action": "object"}')
-       OR NOT resonate._shaped(a->'data', '{"id": "string", "timeoutAt": "number"}') THEN
+    IF NOT resonate._shaped(d, 'pid', 'string', 'ttl', 'number', 'action', 'object')
+       OR NOT resonate._shaped(a->'data', 'id', 'string', 'timeoutAt', 'number') THEN
         RETURN resonate._error(req, 400, 'task.create needs pid (string), ttl (number) and action (a promise.create request)');
     ELSIF jsonb_typeof(a->'data'->'tags'->'resonate:target') IS DISTINCT FROM 'string'
           OR a->'data'->'tags'->>'resonate:target' = '' THEN
@@ -688,7 +687,7 @@ AS $$
 DECLARE
     d jsonb := req->'data';
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "timeoutAt": "number"}')
+    IF jsonb_typeof(d->'id') IS DISTINCT FROM 'string' OR jsonb_typeof(d->'timeoutAt') IS DISTINCT FROM 'number'
        OR jsonb_typeof(coalesce(d->'param', '{}')) <> 'object' OR jsonb_typeof(coalesce(d->'tags', '{}')) <> 'object' THEN
         RETURN resonate._error(req, 400, 'promise.create needs id (string), timeoutAt (number), param and tags (objects)');
     END IF;
@@ -743,7 +742,7 @@ DECLARE
     awaited dasa.promises;
     awaiter dasa.promises;
 BEGIN
-    IF NOT resonate._shaped(d, '{"awaited": "string", "awaiter": "string"}') THEN
+    IF NOT resonate._shaped(d, 'awaited', 'string', 'awaiter', 'string') THEN
         RETURN resonate._error(req, 400, 'promise.register_callback needs awaited and awaiter (strings)');
     ELSIF d->>'awaited' = d->>'awaiter' THEN
         RETURN resonate._error(req, 400, 'Awaited and awaiter must be different');
@@ -918,7 +917,7 @@ DECLARE
     s dasa.schedules;
     next_at timestamptz;
 BEGIN
-    IF NOT resonate._shaped(d, '{"id": "string", "cron": "string", "promiseId": "string", "promiseTimeout": "number", "promiseTags": "object"}')
+    IF NOT resonate._shaped(d, 'id', 'string', 'cron', 'string', 'promiseId', 'string', 'promiseTimeout', 'number', 'promiseTags', 'object')
        OR jsonb_typeof(coalesce(d->'promiseParam', '{}')) <> 'object' THEN
         RETURN resonate._error(req, 400, 'schedule.create needs id, cron and promiseId (strings), promiseTimeout (number), promiseParam and promiseTags (objects)');
     ELSIF NOT d->'promiseTags' ? 'resonate:target' THEN
@@ -962,7 +961,7 @@ AS $$
 DECLARE
     s dasa.schedules;
 BEGIN
-    IF NOT resonate._shaped(req->'data', '{"id": "string"}') THEN
+    IF NOT resonate._shaped(req->'data', 'id', 'string') THEN
         RETURN resonate._error(req, 400, format('%s needs id (string)', req->>'kind'));
     END IF;
     SELECT * INTO s FROM dasa.schedules x WHERE x.name = req->'data'->>'id' FOR UPDATE;
@@ -1032,7 +1031,7 @@ AS $$
 DECLARE
     p dasa.promises;
 BEGIN
-    IF NOT resonate._shaped(req->'data', '{"id": "string"}') THEN
+    IF NOT resonate._shaped(req->'data', 'id', 'string') THEN
         RETURN resonate._error(req, 400, 'promise.get needs id (string)');
     END IF;
     p := dasa._touch(req->'data'->>'id');
