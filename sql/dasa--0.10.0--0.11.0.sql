@@ -976,9 +976,35 @@ BEGIN
     RETURN resonate._reply(req, 200, '{}');
 END $$;
 
+-- task.fence in C for the common shapes (NULL: not one of them).
+CREATE FUNCTION dasa._resonate_fence(req jsonb)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'dasa_resonate_fence'
+LANGUAGE C VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION dasa._resonate_fence(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dasa._resonate_fence(jsonb) TO dasa_user;
+
 -- One request of the protocol in, its response out (see docs/resonate-protocol.md).
--- An error in a request writes nothing and is answered with a status.
+-- The fences of a workflow's steps, most of its requests, are answered in C.
 CREATE OR REPLACE FUNCTION resonate.resonate_rpc(req jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    answer jsonb;
+BEGIN
+    IF req->>'kind' = 'task.fence' THEN
+        answer := dasa._resonate_fence(req);
+        IF answer IS NOT NULL THEN
+            RETURN answer;
+        END IF;
+    END IF;
+    RETURN resonate._rpc(req);
+END $$;
+
+-- Every request (see resonate_rpc). An error in a request writes nothing and is answered with a status.
+CREATE FUNCTION resonate._rpc(req jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$

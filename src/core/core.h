@@ -245,6 +245,7 @@ extern void dasa_listeners_fire(List *ids);
 extern void dasa_resonate_settled(List *ids);
 extern int	dasa_resonate_fire_timers(TimestampTz now, int batch);
 extern TimestampTz dasa_resonate_next_timer(TimestampTz now, TimestampTz until);
+extern int	dasa_resonate_fence_status(const char *id, int64 version, Oid role);
 
 /* The function name of a Resonate schedule, whose firings are promises (no function has it). */
 #define DASA_RESONATE_SCHEDULE "resonate:promise"

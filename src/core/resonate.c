@@ -53,6 +53,15 @@ static DasaStatement schedule_fired = {
 	.columns = {"id"},
 };
 
+/* Task $1 with its promise's state and deadline (the fence's one read). */
+static DasaStatement fence_row = {
+	.since = "0.11.0",
+	.sql = "SELECT t.owner::oid AS owner, t.state, t.version, p.state::text AS promise_state, p.timeout_at "
+	"FROM resonate.tasks t LEFT JOIN dasa.promises p ON p.id = t.id WHERE t.id = $1",
+	.args = {TEXTOID},
+	.columns = {"owner", "state", "version", "promise_state", "timeout_at"},
+};
+
 /* The awaited promises ids settled in this transaction: resume and fulfil Resonate tasks. */
 void
 dasa_resonate_settled(List *ids)
@@ -100,4 +109,28 @@ dasa_resonate_schedule_fired(const char *name, const char *id, TimestampTz at, J
 	dasa_switch_user(owner, &save);
 	(void) dasa_run(&schedule_fired, values, NULL, 0);
 	dasa_restore_user(&save);
+}
+
+/*
+ * The fence of task id at version for role: 200 (acquired at that version,
+ * its promise pending before its deadline), 409, or 404 (no task role may
+ * see).
+ */
+int
+dasa_resonate_fence_status(const char *id, int64 version, Oid role)
+{
+	Datum		args[1] = {CStringGetTextDatum(id)};
+	DasaRows	rows = dasa_run(&fence_row, args, NULL, 1);
+	bool		isnull;
+	char	   *promise_state;
+
+	if (rows.n == 0 || !dasa_may_access(role, DatumGetObjectId(dasa_get(&rows, 0, "owner", &isnull))))
+		return 404;
+	promise_state = dasa_get_text(&rows, 0, "promise_state");
+	if (strcmp(dasa_get_text(&rows, 0, "state"), "acquired") != 0 ||
+		dasa_get_int32(&rows, 0, "version") != version ||
+		promise_state == NULL || strcmp(promise_state, "pending") != 0 ||
+		dasa_get_timestamp(&rows, 0, "timeout_at") <= GetCurrentTimestamp())
+		return 409;
+	return 200;
 }
