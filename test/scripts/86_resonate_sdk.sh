@@ -77,11 +77,18 @@ LIMIT_MS=40000 "$node" "$work/resonate/sdk.mjs" run approval wf-approval >"$work
 client=$!
 ok "ctx.promise(): the workflow waits on a promise it created" \
    wait_for 20 $db "SELECT count(*) = 1 FROM dasa.promises WHERE id = 'wf-approval:0' AND state = 'pending'"
+# a psql session of the same role waits for the workflow's result meanwhile
+psql -XAtq -U resonate_app -d $db -c "SELECT convert_from(decode(dasa.await('wf-approval', '40 seconds')->>'data', 'base64'), 'UTF8')" \
+  >"$work/await.out" 2>&1 &
+awaiter=$!
 q $db "SET ROLE resonate_app; SELECT state FROM dasa.resolve('wf-approval:0',
          jsonb_build_object('headers', '{}'::jsonb, 'data', encode(convert_to('\"approved by psql\"', 'UTF8'), 'base64')))" >/dev/null
 wait $client
 is "$(field "$(tail -1 "$work/approval.out")" result)" '{"decision":"approved by psql","id":"wf-approval:0"}' \
    "resolved from SQL with dasa.resolve, the workflow resumes with the value"
+wait $awaiter
+is "$(cat "$work/await.out")" '{"decision":"approved by psql","id":"wf-approval:0"}' \
+   "and dasa.await in a psql session of the role returned the workflow's result (the SDK's encoding: base64 of its JSON)"
 
 out=$(run flaky wf-flaky)
 is "$(field "$out" result)" '{"attempts":3}' "a step that fails twice is retried by its policy and succeeds"
