@@ -53,7 +53,11 @@ typedef struct DasaClaimFloor
 	TimestampTz lowered[DASA_MAX_EXECUTORS];	/* lowest the floor was lowered to meanwhile */
 } DasaClaimFloor;
 
-/* A database the launcher manages: its worker and executors. */
+/* dasa_slot_claim's slots other than executor n (n >= 0) */
+#define DASA_SLOT_WORKER (-1)
+#define DASA_SLOT_RETENTION (-2)
+
+/* A database the launcher manages: its worker, executors and retention process. */
 typedef struct DasaDatabase
 {
 	Oid			dboid;			/* InvalidOid: entry is free */
@@ -66,6 +70,9 @@ typedef struct DasaDatabase
 	pg_atomic_uint32 external_due;	/* 1: external tasks were enqueued; the worker notifies */
 	DasaClaimFloor claim_floor;
 	DasaExecutor executors[DASA_MAX_EXECUTORS];
+	DasaProcSlot retention;		/* removes settled history at idle CPU priority */
+	bool		retention_wanted;	/* the worker asks the launcher for one */
+	bool		retention_yield;	/* the launcher wants its slot for a worker or executor */
 } DasaDatabase;
 
 /* shmem.c */

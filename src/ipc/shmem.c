@@ -149,6 +149,9 @@ dasa_database_find_or_add(Oid dboid)
 	db->stop_requested = false;
 	db->paused_by = 0;
 	db->worker = (DasaProcSlot) {.procno = -1};
+	db->retention = (DasaProcSlot) {.procno = -1};
+	db->retention_wanted = false;
+	db->retention_yield = false;
 	pg_atomic_write_u64(&db->next_deadline, PG_INT64_MAX);
 	pg_atomic_write_u32(&db->external_due, 1);
 	dasa_claim_floor_init(&db->claim_floor);
@@ -184,7 +187,8 @@ dasa_my_database(void)
 }
 
 /*
- * Take a database's worker slot (executor < 0) or an executor slot; NULL if
+ * Take a database's worker slot (DASA_SLOT_WORKER), its retention process's
+ * (DASA_SLOT_RETENTION) or executor slot executor; NULL if
  * the database is gone or another live process holds it. *db is its entry.
  */
 DasaProcSlot *
@@ -196,7 +200,8 @@ dasa_slot_claim(Oid dboid, int executor, DasaDatabase **db)
 	*db = dasa_database_find(dboid);
 	if (*db != NULL)
 	{
-		DasaProcSlot *slot = executor < 0 ? &(*db)->worker : &(*db)->executors[executor].slot;
+		DasaProcSlot *slot = executor == DASA_SLOT_WORKER ? &(*db)->worker :
+			executor == DASA_SLOT_RETENTION ? &(*db)->retention : &(*db)->executors[executor].slot;
 
 		if (slot->pid == 0 || kill(slot->pid, 0) != 0)
 		{
@@ -204,6 +209,8 @@ dasa_slot_claim(Oid dboid, int executor, DasaDatabase **db)
 			slot->procno = MyProc->pgprocno;
 			slot->left = false;
 			claimed = slot;
+			if (slot == &(*db)->retention)
+				(*db)->retention_yield = false;
 		}
 	}
 	LWLockRelease(shared->databases_lock);

@@ -5,7 +5,7 @@
  * DATABASE ... TEMPLATE need the database free of other sessions; ALTER
  * EXTENSION dasa and DROP EXTENSION dasa need dasa's tables free of its own
  * processes (else they deadlock with executors in mid-batch). While such a
- * statement's transaction runs, the database's worker and executors are
+ * statement's transaction runs, the database's worker, executors and retention process are
  * asked to leave (an executor still in an attempt after a second is ended:
  * the attempt is rolled back and runs again later, not counted as failed)
  * and the launcher does not restart them; at its end the launcher takes over again (a dropped
@@ -108,6 +108,8 @@ pause_database(Oid dboid)
 		dasa_wake_procno(db->worker.procno);
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
 			dasa_wake_procno(db->executors[e].slot.procno);
+		if (db->retention.pid != 0)
+			(void) kill(db->retention.pid, SIGINT); /* its step or vacuum is cancelled; it leaves */
 	}
 	LWLockRelease(dasa_databases_lock());
 	return db != NULL;
@@ -144,6 +146,7 @@ anyone_left(Oid dboid)
 		left = db->worker.pid != 0;
 		for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
 			left |= db->executors[e].slot.pid != 0;
+		left |= db->retention.pid != 0;
 	}
 	LWLockRelease(dasa_databases_lock());
 	return left;

@@ -2,7 +2,8 @@
  * launcher.c: the dasa launcher, one per cluster.
  *
  * Keeps one dasa worker and a pool of executors running in every database
- * that has the extension, with no configuration: it lists the databases (a shared catalog), probes
+ * that has the extension (and a retention process while its worker asks
+ * for one), with no configuration: it lists the databases (a shared catalog), probes
  * each new one by starting a worker there (the worker checks for the
  * extension itself and leaves if it is absent), is told at commit of CREATE
  * EXTENSION, restarts workers that die, and stops those whose database goes
@@ -12,10 +13,14 @@
  * out fairly: every database's worker first, then each database's first
  * executor, then the second ones, and so on. A database left without what
  * an earlier round promises it takes the slot of the highest-numbered
- * executor elsewhere (which leaves after its batch). The shortage is
- * logged at most once a minute.
+ * executor elsewhere (which leaves after its batch); a retention process
+ * gives its slot back first, and none starts for a minute after. Spare
+ * executors and retention processes come last and take no one's slot. The
+ * shortage is logged at most once a minute.
  */
 #include "runtime/runtime.h"
+
+#include <signal.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -44,11 +49,18 @@
 
 static TimestampTz last_shortage_log = 0;
 
+/* No retention process starts for this long after a worker or executor found no slot. */
+#define RETENTION_AFTER_SHORTAGE_MS 60000
+
+static TimestampTz last_shortage = 0;
+
 /*
  * Handles of the processes this launcher started, parallel to the shared
- * database entries: per database, the worker first, then its executors.
+ * database entries: per database, the worker first (level 0), then its
+ * executors (level 1 + e), then its retention process.
  */
-#define PROCS_PER_DATABASE (1 + DASA_MAX_EXECUTORS)
+#define RETENTION_LEVEL (1 + DASA_MAX_EXECUTORS)
+#define PROCS_PER_DATABASE (1 + RETENTION_LEVEL)
 static BackgroundWorkerHandle **handles = NULL;
 
 static BackgroundWorkerHandle **
@@ -141,12 +153,20 @@ worker_running(int i)
 	return alive || db->worker.pid != 0;
 }
 
-static bool
-executor_running(int i, int e)
+/* The slot of process level (1 + e: executor e, RETENTION_LEVEL) of database db. */
+static DasaProcSlot *
+slot_of(DasaDatabase *db, int level)
 {
-	DasaProcSlot *x = &dasa_databases()[i].executors[e].slot;
-	bool		had = *handle_of(i, 1 + e) != NULL;
-	bool		alive = handle_alive(handle_of(i, 1 + e));
+	return level == RETENTION_LEVEL ? &db->retention : &db->executors[level - 1].slot;
+}
+
+/* Is process level (1 + e: executor e, RETENTION_LEVEL) of database entry i alive? */
+static bool
+slot_running(int i, int level)
+{
+	DasaProcSlot *x = slot_of(&dasa_databases()[i], level);
+	bool		had = *handle_of(i, level) != NULL;
+	bool		alive = handle_alive(handle_of(i, level));
 
 	if (had && !alive && x->pid == 0 && x->last_exit == 0 && !x->left)
 		x->last_exit = GetCurrentTimestamp();	/* died before taking its slot */
@@ -158,8 +178,8 @@ anything_running(int i)
 {
 	bool		running = worker_running(i);
 
-	for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
-		running |= executor_running(i, e);
+	for (int level = 1; level <= RETENTION_LEVEL; level++)
+		running |= slot_running(i, level);
 	return running;
 }
 
@@ -193,13 +213,14 @@ sync_entries(List *oids)
 			dasa_wake_procno(db->worker.procno);
 			for (int e = 0; e < DASA_MAX_EXECUTORS; e++)
 				dasa_wake_procno(db->executors[e].slot.procno);
+			dasa_wake_procno(db->retention.procno);
 		}
 		else
 			db->dboid = InvalidOid;
 	}
 }
 
-/* Start process proc (0: the worker, 1 + e: executor e) of database entry i; false if no slot is free. */
+/* Start process proc (0: the worker, 1 + e: executor e, RETENTION_LEVEL) of database entry i; false if no slot is free. */
 static bool
 start_process(int i, int proc, Oid dboid)
 {
@@ -213,12 +234,24 @@ start_process(int i, int proc, Oid dboid)
 	bgw.bgw_notify_pid = MyProcPid;
 	memcpy(bgw.bgw_extra, &executor, sizeof(int));
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "dasa");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, proc == 0 ? "dasa_worker_main" : "dasa_executor_main");
 	if (proc == 0)
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_worker_main");
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa worker for database %u", dboid);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa worker");
+	}
+	else if (proc == RETENTION_LEVEL)
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_retention_main");
+		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa retention for database %u", dboid);
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa retention");
+	}
 	else
+	{
+		snprintf(bgw.bgw_function_name, BGW_MAXLEN, "dasa_executor_main");
 		snprintf(bgw.bgw_name, BGW_MAXLEN, "dasa executor %d for database %u", executor, dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, proc == 0 ? "dasa worker" : "dasa executor");
+		snprintf(bgw.bgw_type, BGW_MAXLEN, "dasa executor");
+	}
 
 	if (!RegisterDynamicBackgroundWorker(&bgw, handle_of(i, proc)))
 	{
@@ -242,6 +275,37 @@ restart_due(TimestampTz last_exit, TimestampTz now, long *wait_ms)
 	return false;
 }
 
+/* Did a worker or an executor find no slot lately? */
+static bool
+shortage_recent(void)
+{
+	return last_shortage != 0 &&
+		!TimestampDifferenceExceeds(last_shortage, GetCurrentTimestamp(), RETENTION_AFTER_SHORTAGE_MS);
+}
+
+/*
+ * Ask a retention process to give its slot back (it leaves after its step,
+ * its vacuum cancelled); true if one was asked or is leaving already.
+ */
+static bool
+retention_gives_way(void)
+{
+	for (int i = 0; i < dasa_max_databases; i++)
+	{
+		DasaDatabase *db = &dasa_databases()[i];
+
+		if (db->retention.pid == 0)
+			continue;
+		if (!db->retention_yield)
+		{
+			db->retention_yield = true;
+			(void) kill(db->retention.pid, SIGINT);
+		}
+		return true;
+	}
+	return false;
+}
+
 /* May database entry i run processes now? */
 static bool
 database_active(DasaDatabase *db)
@@ -251,15 +315,18 @@ database_active(DasaDatabase *db)
 
 /*
  * Give a slot to a database that could not get process level (0: its
- * worker, 1 + e: executor e): the highest-numbered running executor of a
- * later level (e >= level) is asked to leave. One at a time: none is asked while
- * another that was asked is still there.
+ * worker, 1 + e: executor e): a retention process is asked to leave, or
+ * else the highest-numbered running executor of a later level (e >= level).
+ * One at a time: none is asked while another that was asked is still there.
  */
 static void
 make_room(int level)
 {
 	DasaExecutor *victim = NULL;
 	int			victim_index = level;
+
+	if (retention_gives_way())
+		return;
 
 	for (int i = 0; i < dasa_max_databases; i++)
 	{
@@ -285,13 +352,13 @@ make_room(int level)
 	}
 }
 
-/* Start process level (0: the worker, 1 + e: executor e) of entry i if it is missing; false if no slot was free. */
+/* Start process level (0: the worker, 1 + e: executor e, RETENTION_LEVEL) of entry i if it is missing; false if no slot was free. */
 static bool
 start_if_missing(int i, int level, TimestampTz now, long *wait_ms)
 {
 	DasaDatabase *db = &dasa_databases()[i];
-	bool		running = level == 0 ? worker_running(i) : executor_running(i, level - 1);
-	TimestampTz last_exit = level == 0 ? db->worker.last_exit : db->executors[level - 1].slot.last_exit;
+	bool		running = level == 0 ? worker_running(i) : slot_running(i, level);
+	TimestampTz last_exit = level == 0 ? db->worker.last_exit : slot_of(db, level)->last_exit;
 
 	if (running || !restart_due(last_exit, now, wait_ms))
 		return true;
@@ -299,9 +366,10 @@ start_if_missing(int i, int level, TimestampTz now, long *wait_ms)
 		db->worker.last_exit = 0;
 	else
 	{
-		db->executors[level - 1].slot.last_exit = 0;
-		db->executors[level - 1].slot.left = false;
-		db->executors[level - 1].leave = false;
+		slot_of(db, level)->last_exit = 0;
+		slot_of(db, level)->left = false;
+		if (level != RETENTION_LEVEL)
+			db->executors[level - 1].leave = false;
 	}
 	if (start_process(i, level, db->dboid))
 		return true;
@@ -309,7 +377,7 @@ start_if_missing(int i, int level, TimestampTz now, long *wait_ms)
 	return false;
 }
 
-/* Does entry i want process level (0: the worker, 1 + e: executor e)? */
+/* Does entry i want process level (0: the worker, 1 + e: executor e, RETENTION_LEVEL)? */
 static bool
 wants_level(DasaDatabase *db, int level)
 {
@@ -317,6 +385,8 @@ wants_level(DasaDatabase *db, int level)
 		return false;
 	if (level == 0)
 		return db->installed || db->probe_pending;
+	if (level == RETENTION_LEVEL)
+		return db->installed && db->retention_wanted && !shortage_recent();
 	return db->installed && level - 1 < dasa_executors_wanted(db);
 }
 
@@ -349,7 +419,7 @@ start_missing_workers(void)
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait_ms = -1;
 
-	for (int level = 0; level <= DASA_MAX_EXECUTORS; level++)
+	for (int level = 0; level <= RETENTION_LEVEL; level++)
 	{
 		for (int i = 0; i < dasa_max_databases; i++)
 		{
@@ -358,7 +428,8 @@ start_missing_workers(void)
 			if (start_if_missing(i, level, now, &wait_ms))
 				continue;
 			if (level > dasa_executors_per_database)
-				return wait_ms; /* a spare: nobody gives way for one */
+				return wait_ms; /* a spare or a retention process: nobody gives way for one */
+			last_shortage = now;
 			make_room(level);
 			report_shortage(level);
 			return wait_ms;

@@ -94,8 +94,13 @@ PGDLLEXPORT void dasa_executor_main(Datum main_arg);
 /* copies.c: copied, restored and upgraded state */
 extern bool dasa_worker_may_work(void);
 
-/* retention.c: the worker's walk that removes settled history */
+/* retention.c: settled history removed by the worker and a retention process */
 extern TimestampTz dasa_retention_walk(void);
+PGDLLEXPORT void dasa_retention_main(Datum main_arg);
+
+/* retention_vacuum.c: the retention process vacuums what it empties */
+extern void dasa_history_vacuum_init(void);
+extern void dasa_history_vacuum_after(int64 removed, bool ending);
 
 /* ddl_guard.c: keep workers out of the way of database-level DDL */
 extern void dasa_install_ddl_guard(void);

@@ -272,7 +272,7 @@ dasa_worker_main(Datum main_arg)
 	dasa_bgworker_start(dboid, "dasa worker");
 
 
-	my_slot = dasa_slot_claim(dboid, -1, &my_db);
+	my_slot = dasa_slot_claim(dboid, DASA_SLOT_WORKER, &my_db);
 	if (my_slot == NULL)
 		proc_exit(0);
 	before_shmem_exit(release_slot, (Datum) 0);

@@ -5,7 +5,7 @@
 # wanted in each (12 processes). Slots are shared fairly: every database
 # gets its worker first, then first executors, and the databases that came
 # first give up their executors for that. The shortage is
-# logged, at most once a minute.
+# logged, at most once a minute. A retention process gives its slot back.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 dir=$DASA_WORK/slots
@@ -43,6 +43,32 @@ sleep 4
 is "$(grep -c 'dasa could not start all its background processes' "$dir/server.log")" 1 \
    "the shortage is logged once (not once per second) over several seconds"
 ok "the log line says how to size max_worker_processes" grep -q 'HINT:  Set max_worker_processes to at least' "$dir/server.log"
+dasa_cluster_stop "$dir"
+
+# A retention process takes only a free slot and gives it back: with one
+# slot to spare, a backlog of history in one database gets a retention
+# process; a database created then gets its worker from it, and the backlog
+# is still removed (by the first database's worker itself).
+rm -rf "$dir"; mkdir -p "$dir"
+dasa_cluster_init "$dir" $port "max_worker_processes = 6" "dasa.launcher_naptime = 1s" \
+  "dasa.executors_per_database = 2" "dasa.retention = 1s"
+dasa_cluster_start "$dir"
+s postgres "CREATE DATABASE slots_1" >/dev/null
+s slots_1 "CREATE EXTENSION dasa" >/dev/null
+s slots_1 "ALTER SYSTEM SET dasa.retention = 0" >/dev/null
+s slots_1 "SELECT pg_reload_conf()" >/dev/null
+s slots_1 "SELECT count(dasa.resolve((dasa.create_promise('old-' || i, '1 day')).id)) FROM generate_series(1, 200000) i;
+           UPDATE dasa.promises SET settled_at = settled_at - interval '30 days'" >/dev/null
+s slots_1 "ALTER SYSTEM RESET dasa.retention" >/dev/null
+s slots_1 "SELECT pg_reload_conf()" >/dev/null
+ok "a backlog of history gets a retention process in the free slot" swait 30 \
+   "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'dasa retention'"
+s postgres "CREATE DATABASE slots_2" >/dev/null
+s slots_2 "CREATE EXTENSION dasa" >/dev/null
+ok "a database created then gets its worker: the retention process gave its slot back" swait 30 \
+   "SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'dasa worker' AND datname = 'slots_2'"
+ok "the backlog is removed all the same" wait_at 120 "$dir" $port slots_1 \
+   "SELECT NOT EXISTS (SELECT FROM dasa.promises)"
 dasa_cluster_stop "$dir"
 trap - EXIT
 [ "$tap_failed" = 0 ] && rm -rf "$dir"

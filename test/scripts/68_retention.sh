@@ -6,7 +6,8 @@
 # settled after the cut-off. dasa.purge does it on demand for the trees the
 # role may see (dasa_admin: all); the dasa worker does it after
 # dasa.retention, in bounded steps (a tree of 5,000 children goes over
-# several), and not at all with dasa.retention = 0.
+# several; a backlog is handed to a retention process at idle CPU priority
+# that vacuums what it emptied), and not at all with dasa.retention = 0.
 set -uo pipefail
 . "$DASA_SUITE/lib/tap.sh"
 db=dasa_retention
@@ -147,16 +148,39 @@ as_role ret_a "SELECT dasa.create_promise('kept', '1 day'); SELECT dasa.resolve(
                SELECT dasa.create_promise('gate-4', '1 day');
                SELECT dasa.invoke('detach', '{\"gate\": \"gate-4\"}', 'still-needed')" >/dev/null
 as_role ret_a "CALL dasa.call('fan', '{\"n\": 5000}')" >/dev/null
+as_role ret_a "SELECT count(dasa.resolve((dasa.create_promise('bulk-' || i, '1 day')).id)) FROM generate_series(1, 20000) i" >/dev/null
 age_settled
 sleep 3
 is "$(exists kept)" 1 "with dasa.retention = 0 the worker removes nothing"
 q $db "ALTER SYSTEM SET dasa.retention = '1s'" >/dev/null
 q $db "SELECT pg_reload_conf()" >/dev/null
+vacuums() { q $db "SELECT vacuum_count || ' ' || analyze_count FROM pg_stat_user_tables WHERE relid = 'dasa.promises'::regclass"; }
+counts_before=$(vacuums)
+# retention_at_idle_priority: a retention process runs, under SCHED_IDLE (policy 5 in /proc/PID/stat)
+retention_at_idle_priority() {
+  local pid
+  for _ in $(seq 300); do
+    pid=$(q $db "SELECT pid FROM pg_stat_activity WHERE backend_type = 'dasa retention' AND datname = '$db'")
+    if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
+      [ "$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $39 }')" = 5 ] && return 0
+      diag "retention process $pid has scheduling policy $(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $39 }')"
+      return 1
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+ok "a backlog of 20,000 settled promises is removed by a retention process at idle CPU priority" retention_at_idle_priority
 ok "with dasa.retention = 1s the worker removes settled history" wait_for 60 $db "SELECT count(*) = 0 FROM dasa.promises WHERE id = 'kept'"
 ok "including a tree of 5,000 children (over several steps)" wait_for 60 $db \
    "SELECT count(*) = 3 FROM dasa.promises"
 is "$(state still-needed) $(state still-needed.1) $(state gate-4)" "resolved pending pending" \
    "and only that: the tree with a pending child and its gate stay"
+ok "the retention process leaves once nothing is left to remove" wait_for 60 $db \
+   "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE backend_type = 'dasa retention' AND datname = '$db')"
+read -r vacuumed analyzed <<<"$(vacuums)"
+ok "having vacuumed and analyzed dasa.promises itself (counts before: $counts_before, after: $vacuumed $analyzed)" \
+   test "$vacuumed" -gt "${counts_before% *}" -a "$analyzed" -gt "${counts_before#* }"
 q $db "ALTER SYSTEM RESET dasa.retention" >/dev/null
 q $db "SELECT pg_reload_conf()" >/dev/null
 
