@@ -3,8 +3,12 @@
 //   node resonate.mjs throughput N INFLIGHT   N workflows through rpc, INFLIGHT at a time: "workflows/s cpu_s"
 //   node resonate.mjs latency SAMPLES         one at a time: "p50_ms p99_ms"
 //   node resonate.mjs rpcs                    requests one workflow makes from the worker (counted in it)
+//   node resonate.mjs sdk_alone SAMPLES N     the SDK with its in-memory server, no database:
+//                                             "p50_ms cpu_ms_per_workflow" (one at a time; N at 64 in flight)
+//   node resonate.mjs round_trips SAMPLES K   K transactions in a row, each one durable INSERT: "p50_ms"
 import { Resonate } from "@resonatehq/sdk";
 import { PostgresNetwork } from "@resonatehq/sdk/postgres";
+import pg from "pg";
 
 const url = process.env.DATABASE_URL;
 
@@ -88,12 +92,56 @@ async function rpcs() {
   await resonate.stop();
 }
 
+// What is left when the database costs nothing: the same workflow run by the
+// SDK against its in-memory server, in one process.
+async function sdkAlone(samples, n) {
+  const resonate = new Resonate({ group: "alone" });
+  resonate.register("wf10", wf10);
+  const run = `a${Date.now().toString(36)}`;
+  const ms = [];
+  for (let i = 0; i < samples + 5; i++) {
+    const t = performance.now();
+    if ((await resonate.run(`${run}-l${i}`, "wf10", 0)) !== 10) throw new Error("wrong result");
+    if (i >= 5) ms.push(performance.now() - t);
+  }
+  ms.sort((x, y) => x - y);
+  const cpu0 = process.cpuUsage();
+  let next = 0;
+  const lane = async () => {
+    while (next < n) await resonate.run(`${run}-t${next++}`, "wf10", 0);
+  };
+  await Promise.all(Array.from({ length: 64 }, lane));
+  const cpu = process.cpuUsage(cpu0);
+  console.log(`${ms[Math.ceil(ms.length / 2) - 1].toFixed(2)} ${((cpu.user + cpu.system) / 1e3 / n).toFixed(2)}`);
+  await resonate.stop();
+  process.exit(0);
+}
+
+// What is left when the protocol costs nothing: K requests in a row, each a
+// durable transaction of one INSERT (into bench_round_trips, a logged table),
+// through the same client library.
+async function roundTrips(samples, k) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const ms = [];
+  for (let i = 0; i < samples; i++) {
+    const t = performance.now();
+    for (let j = 0; j < k; j++) await client.query("INSERT INTO bench_round_trips VALUES ($1, $2)", [`${i}-${j}`, { i, j }]);
+    ms.push(performance.now() - t);
+  }
+  ms.sort((x, y) => x - y);
+  console.log(ms[Math.ceil(ms.length / 2) - 1].toFixed(2));
+  await client.end();
+}
+
 const [mode, a, b] = process.argv.slice(2);
 if (mode === "worker") await worker(a);
 else if (mode === "throughput") await throughput(Number(a), Number(b));
 else if (mode === "latency") await latency(Number(a));
 else if (mode === "rpcs") await rpcs();
+else if (mode === "sdk_alone") await sdkAlone(Number(a), Number(b));
+else if (mode === "round_trips") await roundTrips(Number(a), Number(b));
 else {
-  console.error("usage: resonate.mjs worker GROUP | throughput N INFLIGHT | latency SAMPLES | rpcs");
+  console.error("usage: resonate.mjs worker GROUP | throughput N INFLIGHT | latency SAMPLES | rpcs | sdk_alone SAMPLES N | round_trips SAMPLES K");
   process.exit(64);
 }
